@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make repro` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: repro test install mlflow-ui dashboard bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,dashboard]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole pipeline (download -> preprocess -> fid_stats -> train -> evaluate, tune) with params.yaml
+repro: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@$(BIN)/python -m pipeline.summary
+
+## Run the test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+dashboard: $(STAMP)
+	$(BIN)/optuna-dashboard sqlite:///results/tune/study.db --host 127.0.0.1 --port 8080
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.train_speed
+	$(BIN)/python -m bench.tracking_overhead
+	$(BIN)/python -m bench.fid_speed

@@ -1,0 +1,70 @@
+"""Data sets: fetch a source's files into data/raw/<dataset>/, then prepare one uint8 tensor file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ganops.config import DataConfig
+from ganops.data.embedded import fetch_embedded, read_embedded
+from ganops.data.tensorfile import Prepared, load_prepared, save_prepared
+from ganops.data.transforms import to_square_uint8
+from ganops.errors import GanopsError
+from ganops.fileio import write_text
+
+CHECKSUM_FILE = "SHA256SUMS"
+
+__all__ = ["Prepared", "fetch", "prepare", "load_prepared", "save_prepared", "sha256_file", "CHECKSUM_FILE"]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(data: DataConfig, raw_dir: Path) -> dict[str, str]:
+    """Put the source's files into raw_dir and record their checksums in raw_dir/SHA256SUMS."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    if data.dataset == "mnist-5k":
+        files = fetch_embedded(raw_dir)
+    else:
+        from ganops.data.sources import fetch_source
+
+        files = fetch_source(data, raw_dir)
+    sums = {str(p.relative_to(raw_dir)): sha256_file(p) for p in sorted(files)}
+    write_text(raw_dir / CHECKSUM_FILE, "".join(f"{h}  {name}\n" for name, h in sums.items()))
+    return sums
+
+
+def read_raw(data: DataConfig, raw_dir: Path) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The source's images as uint8 N x C x H x W (any size) and its labels (None when it has none)."""
+    if not (raw_dir / CHECKSUM_FILE).is_file():
+        raise GanopsError(f"raw data for '{data.dataset}' not found in {raw_dir}; run `dvc repro download` first")
+    if data.dataset == "mnist-5k":
+        return read_embedded(raw_dir)
+    from ganops.data.sources import read_source
+
+    return read_source(data, raw_dir)
+
+
+def prepare(data: DataConfig, raw_dir: Path) -> Prepared:
+    """Shuffle (the embedded digits come sorted by label), keep `limit` images, resize to the configured size."""
+    images, labels = read_raw(data, raw_dir)
+    if len(images) == 0:
+        raise GanopsError(f"data set '{data.dataset}' in {raw_dir} holds no images")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(data.shuffle_seed))
+    if data.limit:
+        order = order[: data.limit]
+    images = images[order]
+    labels = labels[order].long() if labels is not None else None
+    size, channels = data.resolved_image_size, data.resolved_channels
+    images = to_square_uint8(images, size, channels, data.center_crop)
+    meta = {"dataset": data.dataset, "image_size": size, "channels": channels, "count": len(images),
+            "num_classes": int(labels.max()) + 1 if labels is not None else 0}
+    return Prepared(images, labels, meta)

@@ -1,0 +1,71 @@
+"""Atomic writes and safe loads: an output is either complete or absent, never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import yaml
+
+from ganops.errors import GanopsError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_yaml(path: str | os.PathLike, data: Any) -> None:
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise GanopsError(f"{what} not found: {path} (run the stage that writes it first, e.g. `dvc repro`)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise GanopsError(f"{what} is not valid JSON: {path} ({exc})") from exc
+
+
+def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def torch_load(path: str | os.PathLike, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """Load a tensor file written by ganops; `weights_only=True` so no pickled code ever runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanopsError(f"{what} not found: {path} (run the stage that writes it first, e.g. `dvc repro`)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GanopsError(f"{what} is corrupt or truncated: {path} ({first_line}); delete it and re-run") from exc
