@@ -69,3 +69,10 @@ def torch_load(path: str | os.PathLike, what: str, map_location: str | torch.dev
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GanopsError(f"{what} is corrupt or truncated: {path} ({first_line}); delete it and re-run") from exc
+
+
+def copy_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    import shutil
+
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)

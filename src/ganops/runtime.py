@@ -1,0 +1,36 @@
+"""Choosing the device once, seeding, and facts about the checkout (git commit)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+from ganops.errors import GanopsError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when there is one; asking for CUDA where there is none is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GanopsError("train.device: 'cuda' requested but no CUDA device is available (allowed here: auto, cpu)")
+    if name not in ("cpu", "cuda"):
+        raise GanopsError(f"device {name!r} is not allowed (allowed: auto, cpu, cuda)")
+    return torch.device(name)
+
+
+def configure_backends(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes every step: let cuDNN pick the fastest kernels
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def git_commit(root: str | Path = ".") -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"

@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ganops.config import Config, from_dict, load_config
+from ganops.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repository_params_load_and_resolve_dataset_defaults():
+    config = load_config(ROOT / "params.yaml")
+    assert isinstance(config, Config)
+    assert config.data.dataset == "mnist-5k"
+    assert (config.data.resolved_channels, config.data.resolved_image_size) == (1, 32)
+    assert from_dict({"data": {"dataset": "cifar10"}}).data.resolved_channels == 3
+
+
+def _params_with(tmp_path, section, key, value):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if value is KeyError:
+        del raw[section][key]
+    else:
+        raw[section][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("section,key,value,expected", [
+    ("train", "lr", 0, "train.lr"),
+    ("train", "lr", -1e-4, "train.lr"),
+    ("train", "beta1", 1.0, "train.beta1"),
+    ("data", "dataset", "imagenet", "'imagenet' is not allowed"),
+    ("data", "image_size", 48, "data.image_size"),
+    ("data", "channels", 0, "data.channels"),
+    ("model", "ngf", 0, "model.ngf"),
+    ("train", "epochs", "ten", "train.epochs"),
+    ("train", "lr", KeyError, "missing params key 'train.lr'"),
+    ("train", "epoch", 3, "did you mean 'epochs'"),
+    ("tune", "ngf_choices", [16, 24], "power of two"),
+    ("tune", "pruner", "random", "allowed: median, hyperband, none"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, section, key, value, expected):
+    path = _params_with(tmp_path, section, key, value)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_yaml_exponent_without_dot_is_accepted_as_float():
+    assert from_dict({"train": {"lr": "2e-4"}}).train.lr == pytest.approx(2e-4)
+
+
+def test_replace_validates_again():
+    config = from_dict({})
+    assert config.replace(train={"lr": 1e-3}).train.lr == 1e-3
+    with pytest.raises(ConfigError):
+        config.replace(train={"beta1": -0.1})
