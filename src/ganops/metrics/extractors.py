@@ -1,0 +1,190 @@
+"""Feature extractors for FID and KID: uint8 images in, float64 features out.
+
+Two kinds: pytorch-fid's FID Inception (the standard, 2048 dims, weights downloaded once by hand) and
+the offline classifier trained on the data set's labels (see classifier.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+from unittest import mock
+
+import numpy as np
+import torch
+import torchvision
+from pytorch_fid import inception as fid_inception
+
+from ganops.config import FidConfig
+from ganops.errors import GanopsError
+from ganops.fileio import torch_load
+from ganops.metrics.classifier import FeatureClassifier, classifier_from_record
+from ganops.models import to_unit_range
+
+log = logging.getLogger(__name__)
+
+INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_DIMS = 2048
+INCEPTION_RECORD_FORMAT = "ganops-inception-v1"
+RANDOM_WEIGHTS = "random"
+
+
+class FeatureExtractor(ABC):
+    """Batches uint8 N x C x H x W images (on the CPU) through a network on `device`."""
+
+    name: str
+    dims: int
+
+    def __init__(self, device: torch.device, batch_size: int):
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        """float64 (N, dims), the precision pytorch-fid computes its statistics in."""
+        self._check_images(images)
+        out = np.empty((len(images), self.dims), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = images[start:start + self.batch_size].to(self.device, non_blocking=True)
+                out[start:start + len(batch)] = self._batch_features(batch).double().cpu().numpy()
+        return out
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"{self.name} extractor takes uint8 N x C x H x W, got {images.dtype} "
+                             f"{tuple(images.shape)}")
+
+    @abstractmethod
+    def _batch_features(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 batch already on the device -> (B, dims) features."""
+
+
+class ClassifierExtractor(FeatureExtractor):
+    """The offline classifier's penultimate layer."""
+
+    name = "classifier"
+
+    def __init__(self, net: FeatureClassifier, device: torch.device, batch_size: int = 250):
+        super().__init__(device, batch_size)
+        self.net = net.to(device=self.device, memory_format=torch.channels_last).eval()
+        self.dims = net.feature_dim
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        super()._check_images(images)
+        trained = (self.net.hparams["channels"], self.net.hparams["image_size"])
+        given = (images.shape[1], images.shape[-1])
+        if given != trained or images.shape[-2] != images.shape[-1]:
+            raise GanopsError(f"the feature classifier was trained on {trained[0]} x {trained[1]} x {trained[1]} "
+                              f"images but got {tuple(images.shape[1:])}; re-run `dvc repro fid_stats`")
+
+    def _batch_features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net.features(to_unit_range(batch))
+
+
+# ---------------------------------------------------------------------------------------------------
+# pytorch-fid's Inception, built without its download
+
+def hub_inception_weights() -> Path:
+    """Where pytorch-fid (through torch.hub) caches the FID Inception weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
+
+
+def resolve_inception_weights(weights: Optional[str]) -> Path:
+    """The weights file: `weights` when given, else the torch hub cache; a clear error when it is absent."""
+    hub_path = hub_inception_weights()
+    how = (f"download {INCEPTION_WEIGHTS_FILE} from {fid_inception.FID_WEIGHTS_URL} on a machine with internet, "
+           f"then set fid.inception_weights to its path (or copy it to {hub_path})")
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise GanopsError(f"fid.inception_weights: {path} does not exist; {how}")
+        return path
+    if not hub_path.is_file():
+        raise GanopsError(f"FID Inception weights not found: fid.inception_weights is null and {hub_path} "
+                          f"does not exist; {how}")
+    return hub_path
+
+
+def _random_inception_state() -> dict[str, torch.Tensor]:
+    # The FID blocks subclass torchvision's with the same constructor arguments, so torchvision's
+    # Inception3 (1008 classes, no aux head) has exactly the FID network's parameter names and shapes.
+    reference = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
+                                                init_weights=False)
+    return reference.state_dict()
+
+
+def _fid_inception(state: dict[str, torch.Tensor]) -> fid_inception.InceptionV3:
+    """pytorch-fid's InceptionV3 (pool3, 2048 dims) with `state` in place of its download."""
+    block = fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[INCEPTION_DIMS]
+    # pytorch-fid downloads inside its constructor; handing it the state instead means no network, ever.
+    with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *args, **kwargs: state):
+        return fid_inception.InceptionV3([block])
+
+
+def _load_inception_state(path: Path) -> dict[str, torch.Tensor]:
+    state = torch_load(path, "FID Inception weights")
+    if not isinstance(state, dict):
+        raise GanopsError(f"FID Inception weights {path} hold a {type(state).__name__}, not a state dict; "
+                          f"download {INCEPTION_WEIGHTS_FILE} again")
+    return state
+
+
+class InceptionExtractor(FeatureExtractor):
+    """pytorch-fid's FID Inception: takes [0, 1] RGB, resizes to 299 and rescales to [-1, 1] itself."""
+
+    name = "inception"
+    dims = INCEPTION_DIMS
+
+    def __init__(self, weights: Union[str, None, Literal["random"]] = None, device: torch.device = torch.device("cpu"),
+                 batch_size: int = 100):
+        super().__init__(device, batch_size)
+        self.random_weights = weights == RANDOM_WEIGHTS
+        self.weights_file: Optional[Path] = None
+        if self.random_weights:
+            log.warning("FID Inception with RANDOM weights: for speed and shape tests only, its FIDs mean nothing")
+            state = _random_inception_state()
+        else:
+            self.weights_file = resolve_inception_weights(weights)
+            state = _load_inception_state(self.weights_file)
+        try:
+            model = _fid_inception(state)
+        except RuntimeError as exc:  # load_state_dict: missing or mis-shaped tensors
+            raise GanopsError(f"FID Inception weights {self.weights_file} do not fit pytorch-fid's "
+                              f"network ({str(exc).splitlines()[0]}); download {INCEPTION_WEIGHTS_FILE} again") from exc
+        self.model = model.to(device=self.device, memory_format=torch.channels_last).eval()
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        super()._check_images(images)
+        if images.shape[1] not in (1, 3):
+            raise ValueError(f"inception extractor takes 1 or 3 channels, got {images.shape[1]}")
+
+    def _batch_features(self, batch: torch.Tensor) -> torch.Tensor:
+        # What pytorch-fid's CLI feeds it: PIL convert('RGB') repeats gray, ToTensor divides by 255.
+        x = batch.float().div_(255.0).expand(-1, 3, -1, -1)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)[0].flatten(1)
+
+
+def inception_record(weights: Optional[str]) -> dict[str, Any]:
+    """A small note of which Inception weights the statistics came from (models/feature_net.pt)."""
+    path = resolve_inception_weights(weights)
+    return {"format": INCEPTION_RECORD_FORMAT, "weights_file": str(path), "weights_bytes": path.stat().st_size}
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def build_extractor(fid: FidConfig, feature_net_path: Path, device: torch.device) -> FeatureExtractor:
+    """The extractor params ask for; the classifier comes from the file the fid_stats stage trained."""
+    if fid.extractor == "inception":
+        if fid.inception_weights == RANDOM_WEIGHTS:
+            raise GanopsError("fid.inception_weights: 'random' is for benchmarks only, never for reported FIDs "
+                              "(allowed: a path to the weights file, or null for the torch hub cache)")
+        return InceptionExtractor(fid.inception_weights, device, fid.batch_size)
+    feature_net_path = Path(feature_net_path)
+    if not feature_net_path.is_file():
+        raise GanopsError(f"feature classifier not found: {feature_net_path}; run `dvc repro fid_stats` "
+                          "(fid.extractor: classifier trains it there)")
+    record = torch_load(feature_net_path, "feature classifier")
+    return ClassifierExtractor(classifier_from_record(record, str(feature_net_path)), device, fid.batch_size)
