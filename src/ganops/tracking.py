@@ -22,15 +22,17 @@ from ganops.errors import GanopsError
 from ganops.reporting import grid_image, grid_path
 from ganops.training import Callback, TrainState
 
-# MLflow's logging is chatty (database migrations, run URLs); keep it to warnings.
-for _name in ("alembic", "mlflow"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+
+# MLflow's logging is chatty (database migrations, run URLs); keep it to warnings. After the import,
+# because importing mlflow configures its own logger.
+for _name in ("alembic", "mlflow"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 GRID_KEY = "samples"
 EPOCH_MARKER = "epoch"  # logged last in every flush: how far MLflow's history goes after a crash

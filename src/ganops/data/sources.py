@@ -17,6 +17,7 @@ What is verified, per source:
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
@@ -39,6 +40,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 ARCHIVE_NAME = "archive"  # data.url is saved under this name; its format is detected from the content
 EXTRACTED_DIR = "images"
 FOLDER_LISTING = "folder.json"
+SOCKET_TIMEOUT_S = 60
 NETWORK_HINT = "set data.mirror to a local mirror of the official files, or use data.dataset: folder with data.folder"
 MIRROR_HINT = "check that data.mirror is up and serves the official files, or use data.dataset: folder with data.folder"
 URL_HINT = ("copy the archive somewhere reachable and point data.url at it (file:///path/to/archive works), "
@@ -158,11 +160,16 @@ def _fetch_torchvision(source: TorchvisionSource, data: DataConfig, raw_dir: Pat
     where = ", ".join(source.locations(cls))
 
     def attempt() -> None:
+        # torchvision's urlopen has no timeout: a mirror that accepts and never answers would hang forever.
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(SOCKET_TIMEOUT_S)
         try:
             cls(root=raw_dir, train=True, download=True)  # downloads what is missing, checks md5s, extracts
         except Exception:
             _refuse_corrupt_archives(source, cls, raw_dir, data)
             raise
+        finally:
+            socket.setdefaulttimeout(previous)
 
     try:
         # torchvision's download skips files already verified, so a retry resumes where the last stopped.

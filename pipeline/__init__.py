@@ -1,0 +1,1 @@
+"""DVC stage entry points: each reads the config, calls the library and writes its outputs."""

@@ -1,0 +1,43 @@
+"""Stage `fid_stats`: the real images' feature statistics (mu, sigma) in pytorch-fid's .npz format.
+
+With the offline `classifier` extractor this stage first trains the feature network on the labels.
+"""
+
+from ganops.config import Config, paths_for
+from ganops.data import load_prepared
+from ganops.fileio import torch_save, write_json
+from ganops.metrics import (build_extractor, classifier_record, feature_statistics, frechet_distance, inception_record,
+                            save_statistics, train_classifier)
+from ganops.runtime import configure_backends, resolve_device
+from pipeline._stage import run_stage
+
+
+def main(config: Config) -> None:
+    paths = paths_for(config)
+    device = resolve_device(config.train.device)
+    configure_backends(device)
+    prepared = load_prepared(paths.prepared)
+    metrics = {"real_images": len(prepared)}
+    if config.fid.extractor == "classifier":
+        net, accuracy = train_classifier(prepared, config.fid.classifier_epochs, config.fid.classifier_width, device,
+                                         seed=config.train.seed)
+        torch_save(classifier_record(net), paths.feature_net)
+        metrics["classifier_accuracy"] = accuracy
+        print(f"feature classifier: held-out accuracy {accuracy:.4f}")
+    else:
+        torch_save(inception_record(config.fid.inception_weights), paths.feature_net)
+    extractor = build_extractor(config.fid, paths.feature_net, device)
+    features = extractor.features(prepared.images)
+    mu, sigma = feature_statistics(features)
+    save_statistics(paths.fid_stats, mu, sigma)
+    # The FID between two halves of the real data: the floor a perfect generator would reach at this
+    # sample size, which makes FIDs in the classifier's own feature units readable.
+    half = len(features) // 2
+    metrics["fid_real_halves"] = frechet_distance(*feature_statistics(features[:half]), *feature_statistics(features[half:2 * half]))
+    metrics["feature_dims"] = int(mu.shape[0])
+    write_json(paths.metrics_dir / "fid_stats.json", metrics)
+    print(f"{paths.fid_stats}: {extractor.name} statistics of {len(prepared)} real images, {mu.shape[0]} dims")
+
+
+if __name__ == "__main__":
+    run_stage("fid_stats", main)

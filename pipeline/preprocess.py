@@ -1,0 +1,16 @@
+"""Stage `preprocess`: turn the raw files into one uint8 tensor file at the configured size."""
+
+from ganops.config import Config, paths_for
+from ganops.data import prepare, save_prepared
+from pipeline._stage import run_stage
+
+
+def main(config: Config) -> None:
+    paths = paths_for(config)
+    prepared = prepare(config.data, paths.raw_dir)
+    save_prepared(prepared, paths.prepared)
+    print(f"{paths.prepared}: {tuple(prepared.images.shape)} uint8, {prepared.meta}")
+
+
+if __name__ == "__main__":
+    run_stage("preprocess", main)

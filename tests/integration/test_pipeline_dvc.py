@@ -1,0 +1,67 @@
+"""`dvc repro` of the whole pipeline on a tiny config, through real DVC, MLflow and git."""
+
+import json
+import re
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.integration.pipeline_repo import dvc, make_repo, write_params, TINY
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("pipeline"))
+    dvc(repo, "repro")
+    return repo
+
+
+def declared_outputs(repo):
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def test_repro_produces_every_declared_output(repo):
+    outputs = declared_outputs(repo)
+    assert {"data/prepared/mnist-5k.pt", "data/fid/mnist-5k-classifier.npz", "models/generator.pt",
+            "metrics/eval.json", "metrics/train.json", "plots/train.csv", "plots/samples.gif",
+            "results/tune/best_params.yaml", "results/tune/trials.csv"} <= outputs
+    missing = [path for path in outputs if not (repo / path).exists()]
+    assert not missing
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert evaluation["fid"] > 0 and evaluation["samples"] == 128
+    accuracy = json.loads((repo / "metrics/fid_stats.json").read_text())["classifier_accuracy"]
+    assert 0 <= accuracy <= 1
+
+
+def test_training_run_in_mlflow_has_metrics_images_gif_and_model(repo):
+    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
+    client = MlflowClient(f"sqlite:///{repo}/mlruns/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert {"loss_d", "loss_g", "d_acc_real", "d_acc_fake", "fid", "eval_fid", "eval_kid_mean"} <= set(run.data.metrics)
+    assert run.data.tags["dataset"] == "mnist-5k"
+    assert len(run.data.tags["mlflow.source.git.commit"]) == 40
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"images", "plots", "evaluation"} <= artifacts
+    assert "plots/samples.gif" in {a.path for a in client.list_artifacts(run_id, "plots")}
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "ganops-mnist-5k"
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert any(m.source_run_id == run_id and m.name == "generator" for m in models)
+
+
+def test_second_repro_skips_every_stage(repo):
+    again = dvc(repo, "repro")
+    assert "Running stage" not in again.stdout
+    assert "up to date" in dvc(repo, "status").stdout
+
+
+def test_changing_lr_reruns_only_train_and_evaluate(repo):
+    write_params(repo, {**TINY, "train": {**TINY["train"], "lr": 1e-4}})
+    output = dvc(repo, "repro").stdout
+    ran = set(re.findall(r"Running stage '(\w+)'", output))
+    assert ran == {"train", "evaluate"}
