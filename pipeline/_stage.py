@@ -1,4 +1,9 @@
-"""What every stage shares: load params.yaml once, and turn user errors into one line and exit code 2."""
+"""What every stage shares: load params.yaml once, and turn user errors into one line and exit code 2.
+
+Stage modules import the library (torch, MLflow, ...) inside their `main`, after the params have been
+loaded and checked here, so a bad value in params.yaml fails in a fraction of a second, not after
+seconds of imports.
+"""
 
 from __future__ import annotations
 

@@ -1,17 +1,18 @@
 """Stage `evaluate`: FID and KID of the trained generator, into metrics/eval.json and its MLflow run."""
 
 from ganops.config import Config, paths_for
-from ganops.data import load_prepared
-from ganops.evaluation import FidReference, evaluate_generator
-from ganops.fileio import read_json, torch_load, write_json
-from ganops.models import generator_from_record
-from ganops.reporting import grid_image, save_png
-from ganops.models import to_unit_range
-from ganops.runtime import configure_backends, resolve_device
 from pipeline._stage import run_stage
 
 
 def main(config: Config) -> None:
+    # Imports inside main: params are checked before torch loads (see pipeline/_stage.py).
+    from ganops.data import load_prepared
+    from ganops.evaluation import FidReference, evaluate_generator
+    from ganops.fileio import read_json, torch_load, write_json
+    from ganops.models import generator_from_record, to_unit_range
+    from ganops.reporting import grid_image, save_png
+    from ganops.runtime import configure_backends, resolve_device
+
     paths = paths_for(config)
     device = resolve_device(config.train.device)
     configure_backends(device)

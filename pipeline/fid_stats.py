@@ -4,15 +4,17 @@ With the offline `classifier` extractor this stage first trains the feature netw
 """
 
 from ganops.config import Config, paths_for
-from ganops.data import load_prepared
-from ganops.fileio import torch_save, write_json
-from ganops.metrics import (build_extractor, classifier_record, feature_statistics, frechet_distance, inception_record,
-                            save_statistics, train_classifier)
-from ganops.runtime import configure_backends, resolve_device
 from pipeline._stage import run_stage
 
 
 def main(config: Config) -> None:
+    # Imports inside main: params are checked before torch loads (see pipeline/_stage.py).
+    from ganops.data import load_prepared
+    from ganops.fileio import torch_save, write_json
+    from ganops.metrics import (build_extractor, classifier_record, feature_statistics, frechet_distance,
+                                inception_record, save_statistics, train_classifier)
+    from ganops.runtime import configure_backends, resolve_device
+
     paths = paths_for(config)
     device = resolve_device(config.train.device)
     configure_backends(device)

@@ -9,19 +9,21 @@ from __future__ import annotations
 import sys
 
 from ganops.config import Config, paths_for
-from ganops.data import load_prepared
-from ganops.evaluation import FidReference
-from ganops.fileio import copy_file, torch_load, write_json
-from ganops.models import generator_from_record
-from ganops.reporting import SampleGridSaver, grid_path, history_table, plot_curves, save_csv, save_gif
-from ganops.runtime import configure_backends, git_commit, resolve_device
-from ganops.training import Trainer
 from pipeline._stage import run_stage
 
 BEST_NAME = "best_generator.pt"
 
 
 def main(config: Config) -> None:
+    # Imports inside main: params are checked before torch loads (see pipeline/_stage.py).
+    from ganops.data import load_prepared
+    from ganops.evaluation import FidReference
+    from ganops.fileio import copy_file, torch_load, write_json
+    from ganops.models import generator_from_record
+    from ganops.reporting import SampleGridSaver, grid_path, history_table, plot_curves, save_csv, save_gif
+    from ganops.runtime import configure_backends, git_commit, resolve_device
+    from ganops.training import Trainer
+
     paths = paths_for(config)
     device = resolve_device(config.train.device)
     configure_backends(device)

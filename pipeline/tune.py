@@ -16,7 +16,6 @@ import sys
 from typing import Optional, Sequence
 
 from ganops.config import Config
-from ganops.tuning import format_summary, run_study
 from pipeline._stage import run_stage
 
 
@@ -31,7 +30,10 @@ def parse_overrides(argv: Optional[Sequence[str]] = None) -> dict[str, object]:
 
 
 def main(config: Config, overrides: dict[str, object]) -> None:
+    # Imports inside main: params are checked before torch loads (see pipeline/_stage.py).
     config = config.replace(tune=overrides)  # validated like params.yaml
+    from ganops.tuning import format_summary, run_study
+
     summary = run_study(config)
     print(format_summary(summary))
     print(f"results in {config.tune.storage} and results/tune/ (best_params.yaml, trials.csv)", file=sys.stderr)
