@@ -20,6 +20,7 @@ from ganops.errors import ConfigError
 
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "url", "folder")
 IMAGE_SIZES = (32, 64, 128)
+TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "databricks", "file:")
 # Per data set: (channels, image size) used when params leave them null.
 DATASET_DEFAULTS = {
     "mnist-5k": (1, 32),
@@ -356,6 +357,8 @@ def _validate(c: Config) -> None:
     _require(e.samples >= 2, "evaluate.samples", e.samples, "must be >= 2")
     _require(e.kid_subsets > 0, "evaluate.kid_subsets", e.kid_subsets, "must be > 0")
     _require(e.kid_subset_size >= 2, "evaluate.kid_subset_size", e.kid_subset_size, "must be >= 2")
+    _require(c.tracking.uri.startswith(TRACKING_SCHEMES), "tracking.uri", c.tracking.uri,
+             "allowed: sqlite:///<file>, http(s)://<server>, postgresql://..., mysql://..., databricks, file:<folder>")
     _require(k.n_trials > 0, "tune.n_trials", k.n_trials, "must be > 0")
     _require(k.timeout is None or k.timeout > 0, "tune.timeout", k.timeout, "must be > 0 seconds or null")
     _require(k.epochs > 0, "tune.epochs", k.epochs, "must be > 0")

@@ -54,9 +54,6 @@ def connect(tracking: TrackingConfig) -> MlflowClient:
             reason = getattr(exc, "reason", exc)
             raise GanopsError(f"tracking.uri {uri!r} is unreachable ({reason}); start the server, use "
                               f"sqlite:///mlruns/mlflow.db, or set tracking.enabled: false") from exc
-    elif not uri.startswith(("postgresql", "mysql", "databricks", "file:")):
-        raise GanopsError(f"tracking.uri {uri!r} is not allowed (allowed: sqlite:///<file>, http(s)://<server>, "
-                          f"postgresql://..., mysql://...)")
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     try:
