@@ -67,8 +67,11 @@ def torch_load(path: str | os.PathLike, what: str, map_location: str | torch.dev
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GanopsError(f"{what} is corrupt or truncated: {path} ({first_line}); delete it and re-run") from exc
+        detail = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only load failed" in detail.lower():
+            raise GanopsError(f"{what} {path} holds Python objects, not only tensors, and ganops loads tensor files "
+                              f"with weights_only=True (never unpickling code); delete it and re-run") from exc
+        raise GanopsError(f"{what} is corrupt or truncated: {path} ({detail}); delete it and re-run") from exc
 
 
 def copy_file(source: str | os.PathLike, target: str | os.PathLike) -> None:

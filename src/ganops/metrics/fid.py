@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ganops.metrics.extractors import FeatureExtractor
 
 STATS_KEYS = ("mu", "sigma")
+NPZ_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 REBUILD_HINT = "re-run `dvc repro fid_stats`"
 
 
@@ -37,6 +38,13 @@ def save_statistics(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head.startswith((NPZ_MAGIC, np.lib.format.MAGIC_PREFIX)):
+        # checked here: for unknown bytes np.load's own message suggests unpickling the file
+        found = f"starts with {head!r}" if head else "empty"
+        raise GanopsError(f"FID statistics {path} are corrupt or not an .npz archive ({found}; expected a zip of "
+                          f"'mu' and 'sigma'); {REBUILD_HINT}")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, NpzFile):  # a bare .npy array
