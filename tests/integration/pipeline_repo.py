@@ -67,3 +67,11 @@ def run(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
 
 def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return run(repo, str(BIN / "dvc"), *args, check=check)
+
+
+def start(repo: Path, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a command in a process group of its own, output to `log`: `os.killpg` then stops it and every
+    process it started (dvc and the stage's python), as a crash or an OOM kill of the job would."""
+    with open(log, "w") as out:
+        return subprocess.Popen(list(args), cwd=repo, env={**env_for(repo), **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
