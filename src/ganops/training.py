@@ -101,14 +101,16 @@ class Trainer:
         self.generator = build_generator(model, self.channels, self.image_size).to(device, memory_format=self.memory_format)
         self.discriminator = build_discriminator(model, self.channels, self.image_size).to(device, memory_format=self.memory_format)
         betas = (train.beta1, train.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.lr, betas=betas)
+        # Fused Adam (CPU and CUDA): one kernel per step instead of a dozen per parameter tensor.
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr, betas=betas, fused=True)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.lr, betas=betas, fused=True)
         self.fixed_noise = torch.randn(train.sample_grid, model.nz, 1, 1, generator=torch.Generator().manual_seed(train.seed))
         # The whole data set lives on the device as uint8: no DataLoader, no per-step host-to-device copy.
         self.images = data.images.to(device)
         self.steps_per_epoch = len(data) // train.batch_size  # full batches only: BatchNorm sees equal batches
         self.real_target = torch.full((train.batch_size,), 1.0 - train.label_smoothing, device=device)
         self.fake_target = torch.zeros(train.batch_size, device=device)
+        self.real_labels = torch.ones(train.batch_size, device=device)  # the generator's target
         self.state = TrainState()
 
     # ---------------------------------------------------------------- the DCGAN step
@@ -131,15 +133,21 @@ class Trainer:
         loss_d.backward()
         self.opt_d.step()
 
-        for i in range(cfg.g_steps):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                if i > 0:
-                    fake = g(torch.randn(real.shape[0], self.model_cfg.nz, 1, 1, device=self.device))
-                self.opt_g.zero_grad(set_to_none=True)
-                # The generator is scored against the just-updated discriminator, with real labels (non-saturating loss).
-                loss_g = F.binary_cross_entropy_with_logits(d(fake).float(), torch.ones_like(self.fake_target))
-            loss_g.backward()
-            self.opt_g.step()
+        # The generator steps need gradients through the discriminator, not of its weights: those would
+        # be thrown away by the next zero_grad. Freezing it skips their convolutions (about a tenth of a step).
+        d.requires_grad_(False)
+        try:
+            for i in range(cfg.g_steps):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    if i > 0:
+                        fake = g(torch.randn(real.shape[0], self.model_cfg.nz, 1, 1, device=self.device))
+                    self.opt_g.zero_grad(set_to_none=True)
+                    # Scored against the just-updated discriminator, with real labels (non-saturating loss).
+                    loss_g = F.binary_cross_entropy_with_logits(d(fake).float(), self.real_labels)
+                loss_g.backward()
+                self.opt_g.step()
+        finally:
+            d.requires_grad_(True)
 
         with torch.no_grad():
             out.copy_(torch.stack([
