@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from ganops.config import Config, load_config
 from ganops.errors import GanopsError
@@ -25,6 +25,18 @@ def run_stage(name: str, main: Callable[[Config], None]) -> None:
     try:
         main(load_config(os.environ.get(PARAMS_ENV, "params.yaml")))
     except GanopsError as error:
-        message = " ".join(str(error).split())  # one line, whatever the library put in
-        print(f"ganops {name}: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        fail(name, str(error))
+    except OSError as error:  # the file system said no: a path that is a file, no permission, a full disk
+        if error.filename is None:
+            raise
+        where = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 else "")
+        fail(name, f"{where}: {error.strerror or error} (check the path, its permissions and the free disk space)")
+    except KeyboardInterrupt:
+        print(f"ganops {name}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def fail(name: str, message: str) -> NoReturn:
+    message = " ".join(message.split())  # one line, whatever the library put in
+    print(f"ganops {name}: error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -124,6 +124,7 @@ def truncate(relative: str) -> Setup:
 
 def overwrite(relative: str, data: bytes) -> Setup:
     def setup(work: Path) -> None:
+        (work / relative).parent.mkdir(parents=True, exist_ok=True)
         (work / relative).write_bytes(data)
     return setup
 
@@ -193,6 +194,8 @@ CASES = [
     Case("statistics-wrong-dims", "evaluate", (f"FID statistics in {STATS} have 5 dims but the extractor gives",
                                                "re-run `dvc repro fid_stats`"),
          setup=statistics(mu=np.zeros(5), sigma=np.eye(5)), copy=WITH_RUN),
+    Case("output-folder-is-a-file", "download", ("data/raw/mnist-5k: Not a directory", "check the path"),
+         setup=overwrite("data/raw", b"a file where a folder belongs"), copy=()),
     # services
     Case("tracking-unreachable", "train", (f"tracking.uri 'http://127.0.0.1:{CLOSED_PORT}' is unreachable",
                                            "set tracking.enabled: false"), unreachable_tracking),

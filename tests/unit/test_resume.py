@@ -3,6 +3,7 @@ copy of the epoch is not (the logger sends an epoch only after its checkpoint)."
 
 import re
 
+import pytest
 import torch
 
 from ganops.reporting import SampleGridSaver
@@ -10,6 +11,15 @@ from ganops.training import Callback, Trainer
 from tests.unit.test_training import logger_for, tiny_config
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: two threads spin against other processes (several times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class Crash(BaseException):
