@@ -75,3 +75,27 @@ def start(repo: Path, *args: str, log: Path, env: dict[str, str] | None = None) 
     with open(log, "w") as out:
         return subprocess.Popen(list(args), cwd=repo, env={**env_for(repo), **(env or {})}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def build_fid_inputs(config, root: Path):
+    """Through the library, what `download` .. `fid_stats` write: prepared data, feature net, statistics.
+
+    Cheaper than `dvc repro` for tests that start at a later stage. Returns the prepared data set.
+    """
+    import torch
+
+    from ganops.config import paths_for
+    from ganops.data import fetch, prepare, save_prepared
+    from ganops.fileio import torch_save
+    from ganops.metrics import build_extractor, classifier_record, feature_statistics, save_statistics, train_classifier
+
+    paths = paths_for(config, root)
+    cpu = torch.device("cpu")
+    fetch(config.data, paths.raw_dir)
+    prepared = prepare(config.data, paths.raw_dir)
+    save_prepared(prepared, paths.prepared)
+    net, _ = train_classifier(prepared, config.fid.classifier_epochs, config.fid.classifier_width, cpu, seed=0)
+    torch_save(classifier_record(net), paths.feature_net)
+    extractor = build_extractor(config.fid, paths.feature_net, cpu)
+    save_statistics(paths.fid_stats, *feature_statistics(extractor.features(prepared.images)))
+    return prepared

@@ -22,11 +22,9 @@ import torch
 import yaml
 
 from ganops.config import from_dict, paths_for
-from ganops.data import fetch, prepare, save_prepared
 from ganops.fileio import torch_save
-from ganops.metrics import build_extractor, classifier_record, feature_statistics, save_statistics, train_classifier
 from ganops.training import Trainer
-from tests.integration.pipeline_repo import ROOT, TINY, merge
+from tests.integration.pipeline_repo import ROOT, TINY, build_fid_inputs, merge
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +46,7 @@ def project(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fetch(config.data, paths.raw_dir)
-        prepared = prepare(config.data, paths.raw_dir)
-        save_prepared(prepared, paths.prepared)
-        net, _ = train_classifier(prepared, config.fid.classifier_epochs, config.fid.classifier_width, cpu, seed=0)
-        torch_save(classifier_record(net), paths.feature_net)
-        extractor = build_extractor(config.fid, paths.feature_net, cpu)
-        save_statistics(paths.fid_stats, *feature_statistics(extractor.features(prepared.images)))
+        prepared = build_fid_inputs(config, root)
         one_epoch = config.replace(train={"epochs": 1})
         trainer = Trainer(one_epoch.model, one_epoch.train, prepared, cpu, checkpoint_dir=paths.checkpoints)
         trainer.fit()

@@ -23,12 +23,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from ganops import tuning
-from ganops.config import from_dict, paths_for
-from ganops.data import fetch, prepare, save_prepared
+from ganops.config import from_dict
 from ganops.errors import GanopsError
-from ganops.fileio import torch_save
-from ganops.metrics import build_extractor, classifier_record, feature_statistics, save_statistics, train_classifier
 from ganops.training import Callback
+from tests.integration.pipeline_repo import build_fid_inputs
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,15 +60,7 @@ def project(tmp_path_factory):
     """Prepared digits, the feature classifier, FID statistics and a migrated MLflow database, built once."""
     root = tmp_path_factory.mktemp("tune-project")
     config = from_dict(TINY)
-    paths = paths_for(config, root)
-    cpu = torch.device("cpu")
-    fetch(config.data, paths.raw_dir)
-    prepared = prepare(config.data, paths.raw_dir)
-    save_prepared(prepared, paths.prepared)
-    net, _ = train_classifier(prepared, config.fid.classifier_epochs, config.fid.classifier_width, cpu, seed=0)
-    torch_save(classifier_record(net), paths.feature_net)
-    extractor = build_extractor(config.fid, paths.feature_net, cpu)
-    save_statistics(paths.fid_stats, *feature_statistics(extractor.features(prepared.images)))
+    build_fid_inputs(config, root)
     from ganops import tracking  # MLflow migrates a new database for seconds: do it once, copy it per test
 
     tracking.connect(from_dict({"tracking": {"uri": f"sqlite:///{root}/mlflow-template.db"}}).tracking)
