@@ -278,8 +278,7 @@ class Trainer:
             return
         ckpt = torch_load(path, "training checkpoint", map_location=self.device)
         if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("fingerprint") != self.fingerprint:
-            log.warning("checkpoint %s is from a different setup; starting a new run", path)
-            print(f"checkpoint {path} is from a different setup (params changed): starting afresh", file=sys.stderr)
+            log.warning("checkpoint %s is from a different setup (params changed): starting a new run", path)
             return
         self.generator.load_state_dict(ckpt["generator"])
         self.discriminator.load_state_dict(ckpt["discriminator"])
@@ -291,7 +290,7 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
         self.state = TrainState(**ckpt["state"])
         self.state.resumed_from = self.state.epoch
-        print(f"resuming from {path}: epoch {self.state.epoch}, step {self.state.step}", file=sys.stderr)
+        log.info("resuming from %s: epoch %d, step %d", path, self.state.epoch, self.state.step)
 
     # ---------------------------------------------------------------- helpers
 
