@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
     parser.add_argument("--limit", type=int, default=0, help="images used (default 0: all 5,000, 39 steps an epoch)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs per side (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed runs per side (default 5)")
     parser.add_argument("--quick", action="store_true", help="1 epoch of 1,280 images (10 steps) x 3 rounds")
     args = parser.parse_args()
     epochs, limit = (1, 1280) if args.quick else (args.epochs, args.limit)

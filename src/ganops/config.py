@@ -82,7 +82,7 @@ class TrainConfig:
     eval_samples: int = 2000
     sample_grid: int = 64  # images in the fixed-noise grid
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = False  # bf16 autocast on CUDA; ignored on the CPU
+    amp: bool = False  # bf16 autocast, on CUDA or the CPU
     channels_last: bool = True
 
 

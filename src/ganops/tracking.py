@@ -23,6 +23,9 @@ from ganops.reporting import grid_image, grid_path
 from ganops.training import Callback, TrainState
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+# MLflow 3 sends usage telemetry from background threads by default; a training job should not phone
+# home (and offline, the threads only retry). Users can still opt in by setting it to false.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402

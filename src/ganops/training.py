@@ -94,7 +94,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.show_progress = show_progress
         self.fingerprint = training_fingerprint(model, train, {k: data.meta.get(k) for k in ("dataset", "count")})
-        self.amp = train.amp and device.type == "cuda"
+        self.amp = train.amp  # bf16 autocast: CUDA, or a CPU with bf16 instructions (AVX-512 BF16, AMX)
         self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
 
         torch.manual_seed(train.seed)
