@@ -109,3 +109,20 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_digits):
     again = Trainer(config.model, config.train, tiny_digits, CPU, checkpoint_dir=tmp_path / "d")
     with pytest.raises(GanopsError, match="training checkpoint is corrupt or truncated"):
         again.fit()
+
+
+class CaptureGeneratorDtype(Callback):
+    def __init__(self):
+        self.dtypes = set()
+
+    def on_train_start(self, trainer, state):
+        trainer.generator.register_forward_hook(lambda module, args, output: self.dtypes.add(output.dtype))
+
+
+@pytest.mark.parametrize("amp, dtype", [(False, torch.float32), (True, torch.bfloat16)])
+def test_amp_runs_the_networks_in_bf16_on_the_cpu_too(tmp_path, tiny_digits, amp, dtype):
+    config = tiny_config(tmp_path, amp=amp)
+    capture = CaptureGeneratorDtype()
+    state = Trainer(config.model, config.train, tiny_digits, CPU, callbacks=[capture]).fit()
+    assert dtype in capture.dtypes
+    assert all(math.isfinite(row["loss_d"]) and math.isfinite(row["loss_g"]) for row in state.history)
