@@ -71,7 +71,7 @@ def ours(extractor_factory, halves: tuple[torch.Tensor, torch.Tensor]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=400,
-                        help="images in all, split in two halves (default 400; 2000 takes ~20 min on 2 cores)")
+                        help="images in all, split in two halves (default 400; 2000 takes about 6 min on 2 idle cores)")
     parser.add_argument("--rounds", type=int, default=1, help="timed rounds per side (default 1)")
     parser.add_argument("--quick", action="store_true", help="200 images, 1 round")
     args = parser.parse_args()
