@@ -55,8 +55,10 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file handle: given a path, torch names the archive inside after the (random) temporary
+    # file, so equal tensors would give different bytes and DVC would see a changed output.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def torch_load(path: str | os.PathLike, what: str, map_location: str | torch.device = "cpu") -> Any:

@@ -45,3 +45,11 @@ def test_truncated_file_is_one_short_line(tmp_path):
     with pytest.raises(GanopsError, match=r"training checkpoint is corrupt or truncated: .*cut.pt \(") as info:
         torch_load(path, "training checkpoint")
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_equal_tensors_give_equal_bytes_whatever_the_file_name(tmp_path):
+    """DVC hashes outputs: re-running a stage on the same data must not look like a change."""
+    record = {"images": torch.arange(64, dtype=torch.uint8).reshape(4, 4, 4), "meta": {"dataset": "x"}}
+    torch_save(record, tmp_path / "a.pt")
+    torch_save(record, tmp_path / "longer-name.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "longer-name.pt").read_bytes()
