@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import torch
 import yaml
@@ -29,6 +29,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def atomic_binary(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """An open binary file beside `path`, renamed into place when the block succeeds.
+
+    A handle, not a name, for writers that derive something from the name they are given: torch.save
+    names its archive after the file (a random temporary name would make equal tensors differ byte for
+    byte, and DVC would see a changed output) and numpy appends .npz to names without it.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        yield handle
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -55,9 +67,7 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
-    # Through a file handle: given a path, torch names the archive inside after the (random) temporary
-    # file, so equal tensors would give different bytes and DVC would see a changed output.
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_binary(path) as handle:
         torch.save(obj, handle)
 
 

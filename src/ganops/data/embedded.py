@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganops.fileio import atomic_path
+from ganops.fileio import atomic_binary
 
 FILE_NAME = "mnist-5k.npz"
 
@@ -18,9 +18,8 @@ def fetch_embedded(raw_dir: Path) -> list[Path]:
 
     images, labels = mnist_data()
     target = raw_dir / FILE_NAME
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, images=images.astype(np.uint8), labels=labels.astype(np.int64))
+    with atomic_binary(target) as handle:
+        np.savez(handle, images=images.astype(np.uint8), labels=labels.astype(np.int64))
     return [target]
 
 

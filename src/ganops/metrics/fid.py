@@ -14,7 +14,7 @@ from numpy.lib.npyio import NpzFile
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from ganops.errors import GanopsError
-from ganops.fileio import atomic_path
+from ganops.fileio import atomic_binary
 
 if TYPE_CHECKING:
     from ganops.metrics.extractors import FeatureExtractor
@@ -32,9 +32,8 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_statistics(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:  # a handle, so numpy does not append .npz to the temporary name
-            np.savez(fh, mu=mu, sigma=sigma)
+    with atomic_binary(path) as handle:
+        np.savez(handle, mu=mu, sigma=sigma)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
