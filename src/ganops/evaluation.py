@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ganops.config import Config, Paths
-from ganops.metrics import (FeatureExtractor, build_extractor, fid_of_images, kernel_inception_distance,
-                            load_statistics)
+from ganops.metrics import (FeatureExtractor, build_extractor, feature_statistics, fid_of_images, frechet_distance,
+                            kernel_inception_distance, load_statistics)
 from ganops.models import generate_uint8
 
 
@@ -47,8 +47,6 @@ def evaluate_generator(generator: nn.Module, nz: int, reference: FidReference, r
     images = generate_uint8(generator, samples, nz, device, seed=seed)
     fake = reference.extractor.features(images)
     real = reference.extractor.features(real_images[:samples])
-    from ganops.metrics import feature_statistics, frechet_distance
-
     mu, sigma = feature_statistics(fake)
     kid_mean, kid_std = kernel_inception_distance(real, fake, kid_subsets, kid_subset_size)
     metrics = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma), "kid_mean": kid_mean,

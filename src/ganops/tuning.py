@@ -15,6 +15,7 @@ run under it (see StudyTracker). This module never imports mlflow itself; ganops
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import tempfile
@@ -22,7 +23,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import optuna
 import torch
@@ -172,6 +173,14 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self._stale_trial_callback
 
 
+@contextlib.contextmanager
+def experimental_features() -> Iterator[None]:
+    """Use Optuna's heartbeat and retry API without its ExperimentalWarning on every call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def redact_url(url: str) -> str:
     """A storage URL fit for logs and MLflow tags: the password replaced by ***."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
@@ -181,8 +190,7 @@ def make_storage(tune: TuneConfig) -> BaseStorage:
     """`sqlite:///file`, `postgresql://...`, `mysql://...` (RDB) or `journal:<file>` (several workers)."""
     url = tune.storage
     interval = tune.heartbeat_interval
-    with warnings.catch_warnings():  # heartbeats and retries are marked experimental in Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_features():
         retry = RetryHeartbeatStaleTrialCallback(max_retry=tune.max_retry)
         if url.startswith(JOURNAL_PREFIX):
             path = _storage_file(url, url[len(JOURNAL_PREFIX):])
@@ -224,8 +232,7 @@ def fail_dead_trials(study: optuna.Study) -> None:
     Optuna also does this before each trial it starts; doing it first lets the MLflow runs of those
     trials be closed even when this invocation starts no trial at all.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_features():
         optuna.storages.fail_stale_trials(study)
 
 
@@ -382,8 +389,7 @@ class StudyTracker:
 def _retried_trial_number(trial: optuna.Trial) -> Optional[int]:
     """The trial this one retries (RetryHeartbeatStaleTrialCallback's system attr), if any."""
     frozen = trial.study._storage.get_trial(trial._trial_id)  # Trial exposes no system attrs
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_features():
         return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
 
 
