@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional
 
@@ -13,19 +12,11 @@ from ganops.data.embedded import fetch_embedded, read_embedded
 from ganops.data.tensorfile import Prepared, load_prepared, save_prepared
 from ganops.data.transforms import to_square_uint8
 from ganops.errors import GanopsError
-from ganops.fileio import write_text
+from ganops.fileio import sha256_file, write_text
 
 CHECKSUM_FILE = "SHA256SUMS"
 
 __all__ = ["Prepared", "fetch", "prepare", "load_prepared", "save_prepared", "sha256_file", "CHECKSUM_FILE"]
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(data: DataConfig, raw_dir: Path) -> dict[str, str]:

@@ -27,8 +27,8 @@ from typing import IO, Callable, Iterator, Optional, TypeVar
 
 from tqdm import tqdm
 
-from ganops.errors import GanopsError
-from ganops.fileio import atomic_path
+from ganops.errors import GanopsError, one_line
+from ganops.fileio import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +71,8 @@ def with_retries(action: Callable[[], T], retries: int, transient: Callable[[Bas
     raise AssertionError("unreachable")  # the loop either returns or raises
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (urllib and torchvision messages span several)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 # ---------------------------------------------------------------------------------------------------
 # Download
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def download(url: str, target: Path, sha256: Optional[str], retries: int, what: str,
              hint: str = DEFAULT_HINT) -> Path:
@@ -101,7 +87,7 @@ def download(url: str, target: Path, sha256: Optional[str], retries: int, what: 
     if scheme not in URL_SCHEMES:
         raise GanopsError(f"{what}: {url!r} is not a URL this can fetch (allowed schemes: {', '.join(URL_SCHEMES)})")
     if target.is_file():
-        if expected and sha256_of(target) == expected:
+        if expected and sha256_file(target) == expected:
             log.info("%s already downloaded and verified: %s", what, target)
             return target
         target.unlink()  # stale or unverifiable: never leave it where a reader could take it for the new file

@@ -29,9 +29,9 @@ from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
 from ganops.config import DATASETS, DataConfig
-from ganops.data.download import download, is_transient, one_line, safe_extract, with_retries
+from ganops.data.download import download, is_transient, safe_extract, with_retries
 from ganops.data.transforms import to_square_uint8
-from ganops.errors import GanopsError
+from ganops.errors import GanopsError, one_line
 from ganops.fileio import read_json, write_json
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganops.data.tensorfile import Prepared
-from ganops.errors import GanopsError
+from ganops.errors import GanopsError, one_line
 from ganops.models import to_unit_range
 
 RECORD_FORMAT = "ganops-feature-classifier-v1"
@@ -146,7 +146,6 @@ def classifier_from_record(record: Any, source: str = "feature network record") 
                                 record["num_classes"], record["feature_dim"])
         net.load_state_dict(record["state_dict"])
     except (KeyError, RuntimeError, TypeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GanopsError(f"{source} does not match the feature classifier ({first_line}); "
+        raise GanopsError(f"{source} does not match the feature classifier ({one_line(exc, limit=200)}); "
                           "re-run `dvc repro fid_stats`") from exc
     return net.eval()

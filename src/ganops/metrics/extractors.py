@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ganops.config import FidConfig
-from ganops.errors import GanopsError
+from ganops.errors import GanopsError, one_line
 from ganops.fileio import torch_load
 from ganops.metrics.classifier import FeatureClassifier, classifier_from_record
 from ganops.models import to_unit_range
@@ -155,7 +155,7 @@ class InceptionExtractor(FeatureExtractor):
             model = _fid_inception(state)
         except RuntimeError as exc:  # load_state_dict: missing or mis-shaped tensors
             raise GanopsError(f"FID Inception weights {self.weights_file} do not fit pytorch-fid's "
-                              f"network ({str(exc).splitlines()[0]}); download {INCEPTION_WEIGHTS_FILE} again") from exc
+                              f"network ({one_line(exc, limit=200)}); download {INCEPTION_WEIGHTS_FILE} again") from exc
         self.model = model.to(device=self.device, memory_format=torch.channels_last).eval()
         self._folded = fold_batch_norms(copy.deepcopy(self.model))  # what runs; self.model keeps the file's weights
 

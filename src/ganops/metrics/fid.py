@@ -13,7 +13,7 @@ import torch
 from numpy.lib.npyio import NpzFile
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from ganops.errors import GanopsError
+from ganops.errors import GanopsError, one_line
 from ganops.fileio import atomic_binary
 
 if TYPE_CHECKING:
@@ -58,8 +58,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise
     # np.load raises a different type for each way a file can be damaged or foreign
     except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GanopsError(f"FID statistics {path} are corrupt or not an .npz archive ({first_line}); "
+        raise GanopsError(f"FID statistics {path} are corrupt or not an .npz archive ({one_line(exc, limit=200)}); "
                           f"{REBUILD_HINT}") from exc
 
 
