@@ -29,7 +29,9 @@ from typing import Callable, Optional
 import torch
 
 from bench._common import interleaved, load_average, machine, median, mnist_digits, table, verdict
-from ganops import tracking
+from ganops.tracking import Tracker, flatten
+from ganops.tracking.callback import TrackingCallback
+from ganops.tracking.mlflow_tracker import MlflowTracker
 from ganops.config import Config, from_dict
 from ganops.data import Prepared
 from ganops.reporting import SampleGridSaver
@@ -63,15 +65,15 @@ def time_hooks(callback: Callback, clock: Clock) -> None:
         setattr(callback, name, timed)
 
 
-def make_round(data: Prepared, config: Config, work: Path, client=None, experiment_id: str = "",
+def make_round(data: Prepared, config: Config, work: Path, tracker: Optional[Tracker] = None,
                clock: Optional[Clock] = None) -> Callable[[], None]:
     """One training run (untimed set-up here; the returned function is what is timed)."""
     folder = Path(tempfile.mkdtemp(dir=work))
     callbacks: list[Callback] = [SampleGridSaver(folder / "grids")]
     clock = clock or Clock()
-    if client is not None:
-        logger = tracking.MlflowLogger(client, experiment_id, "bench", tracking.flatten(config.to_dict()),
-                                       {"dataset": config.data.dataset, "stage": "bench"}, grids_dir=folder / "grids")
+    if tracker is not None:
+        logger = TrackingCallback(tracker, "bench", flatten(config.to_dict()),
+                                  {"dataset": config.data.dataset, "stage": "bench"}, grids_dir=folder / "grids")
         time_hooks(logger, clock)
         callbacks.append(logger)
     trainer = Trainer(config.model, config.train, data, torch.device("cpu"), checkpoint_dir=folder / "checkpoints",
@@ -80,9 +82,9 @@ def make_round(data: Prepared, config: Config, work: Path, client=None, experime
     def run() -> None:
         with contextlib.redirect_stderr(io.StringIO()):  # the per-epoch summary lines
             state = trainer.fit()
-        if client is not None:
+        if tracker is not None:
             with clock.running("finish_run"):
-                tracking.finish_run(client, state.run_id)
+                tracker.finish_run(state.run_id)
     return run
 
 
@@ -103,17 +105,17 @@ def main() -> None:
             "tracking": {"uri": f"sqlite:///{work / 'mlflow.db'}", "artifact_root": str(work / "artifacts")},
         })
         data = mnist_digits(limit)
-        client = tracking.connect(config.tracking)  # creates and migrates the database: before any timing
-        experiment_id = tracking.ensure_experiment(client, "bench-tracking", config.tracking.artifact_root)
+        # Creates and migrates the database: before any timing.
+        tracker = MlflowTracker.connect(config.tracking, "bench-tracking")
         clock = Clock()
         makers = {"off": lambda: make_round(data, config, work),
-                  "on": lambda: make_round(data, config, work, client, experiment_id, clock)}
+                  "on": lambda: make_round(data, config, work, tracker, clock)}
         interleaved(makers, 1)  # warm-up
         clock.seconds.clear()
         load_before = load_average()
         times = interleaved(makers, args.rounds)
         load_after = load_average()
-        runs = len(client.search_runs([experiment_id]))
+        runs = len(tracker.client.search_runs([tracker.experiment_id]))
 
     steps = epochs * (len(data) // config.train.batch_size)
     hooks = sum(clock.seconds.values()) / args.rounds

@@ -30,13 +30,13 @@ def main(config: Config) -> None:
 
     run = read_json(paths.run_info, "training run record")
     if config.tracking.enabled and run.get("run_id"):
-        from ganops import tracking
+        from ganops.tracking import open_tracker
 
-        client = tracking.connect(config.tracking)
-        tracking.reopen_run(client, run["run_id"])
-        tracking.log_metrics(client, run["run_id"], {f"eval_{k}": v for k, v in metrics.items() if k != "extractor"})
-        tracking.log_artifacts(client, run["run_id"], [paths.metrics_dir / "eval.json", grid], "evaluation")
-        tracking.finish_run(client, run["run_id"])
+        tracker = open_tracker(config)
+        tracker.reopen_run(run["run_id"])
+        tracker.log_metrics(run["run_id"], {f"eval_{k}": v for k, v in metrics.items() if k != "extractor"})
+        tracker.log_artifacts(run["run_id"], [paths.metrics_dir / "eval.json", grid], "evaluation")
+        tracker.finish_run(run["run_id"])
     print(f"FID {metrics['fid']:.3f}  KID {metrics['kid_mean']:.5f} ± {metrics['kid_std']:.5f}  "
           f"({ev.samples} samples, {reference.extractor.name} features)")
 

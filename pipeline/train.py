@@ -21,7 +21,8 @@ def main(config: Config) -> None:
     from ganops.fileio import copy_file, torch_load, write_json
     from ganops.models import generator_from_record
     from ganops.reporting import SampleGridSaver, grid_path, history_table, plot_curves, save_csv, save_gif
-    from ganops.runtime import configure_backends, git_commit, resolve_device
+    from ganops.runtime import configure_backends, resolve_device
+    from ganops.tracking import flatten, open_tracker, run_tags
     from ganops.training import Trainer
 
     paths = paths_for(config)
@@ -32,17 +33,13 @@ def main(config: Config) -> None:
     grids_dir = paths.checkpoints / "grids"
     best_path = paths.checkpoints / BEST_NAME  # inside the persisted folder, so a resumed run still has it
     callbacks = [SampleGridSaver(grids_dir)]
-    client = logger = None
-    if config.tracking.enabled:
-        from ganops import tracking
+    tracker = open_tracker(config)
+    if tracker is not None:
+        from ganops.tracking.callback import TrackingCallback
 
-        client = tracking.connect(config.tracking)
-        experiment_id = tracking.ensure_experiment(client, tracking.experiment_name(config), config.tracking.artifact_root)
-        tags = {"mlflow.source.git.commit": git_commit(), "dataset": config.data.dataset, "device": str(device),
-                "extractor": config.fid.extractor, "stage": "train"}
-        logger = tracking.MlflowLogger(client, experiment_id, f"{config.model.arch}-{config.data.dataset}",
-                                       tracking.flatten(config.to_dict()), tags, grids_dir=grids_dir)
-        callbacks.append(logger)
+        callbacks.append(TrackingCallback(tracker, f"{config.model.arch}-{config.data.dataset}",
+                                          flatten(config.to_dict()), run_tags(config, "train", device),
+                                          grids_dir=grids_dir))
     trainer = Trainer(config.model, config.train, prepared, device,
                       fid_fn=reference.fid_function(config.train.eval_samples, config.model.nz, device),
                       checkpoint_dir=paths.checkpoints, best_generator_path=best_path, callbacks=callbacks)
@@ -67,19 +64,17 @@ def main(config: Config) -> None:
                "epochs": state.epoch, "steps": state.step, "loss_d": last["loss_d"], "loss_g": last["loss_g"],
                "d_acc_real": last["d_acc_real"], "d_acc_fake": last["d_acc_fake"]}
     write_json(paths.metrics_dir / "train.json", summary)
-    write_json(paths.run_info, {"run_id": state.run_id, "tracking_uri": config.tracking.uri if logger else None})
+    write_json(paths.run_info, {"run_id": state.run_id, "tracking_uri": config.tracking.uri if tracker else None})
 
-    if client is not None and state.run_id:
-        from ganops import tracking
-
-        tracking.log_metrics(client, state.run_id, {"best_fid": state.best_fid}, step=state.step)
-        tracking.log_artifacts(client, state.run_id, [plots / n for n in ("losses.png", "d_accuracy.png", "d_outputs.png",
-                                                                            "fid.png", "samples.gif", "train.csv", "fid.csv")], "plots")
+    if tracker is not None and state.run_id:
+        tracker.log_metrics(state.run_id, {"best_fid": state.best_fid}, step=state.step)
+        tracker.log_artifacts(state.run_id, [plots / n for n in ("losses.png", "d_accuracy.png", "d_outputs.png",
+                                                                "fid.png", "samples.gif", "train.csv", "fid.csv")], "plots")
         if config.tracking.log_model:
             generator, _ = generator_from_record(torch_load(paths.generator, "best generator"))
-            tracking.log_generator_model(state.run_id, generator, config.model.nz)
-        tracking.finish_run(client, state.run_id)
-        tracking.print_run_location(client, state.run_id)
+            tracker.log_generator(state.run_id, generator, config.model.nz)
+        tracker.finish_run(state.run_id)
+        print(f"MLflow run {state.run_id}: `make mlflow-ui`, then {tracker.run_url(state.run_id)}", file=sys.stderr)
     print(f"trained {state.epoch} epochs ({state.step} steps): best FID {state.best_fid:.3f} at epoch {state.best_epoch}",
           file=sys.stderr)
 

@@ -100,3 +100,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def make_parent_dir(path: str | os.PathLike, key: str, value: str) -> Path:
+    """Create the folder a params value (`key: value`) puts a file in; a one-line error when that fails."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GanopsError(f"{key} {value!r}: cannot create {path.parent} ({exc.strerror})") from exc
+    return path

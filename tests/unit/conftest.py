@@ -18,11 +18,11 @@ def tiny_digits(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mlflow_template_db(tmp_path_factory):
     """MLflow migrates a new sqlite database for about 6 s; do it once and copy the result per test."""
-    from ganops import tracking
     from ganops.config import TrackingConfig
+    from ganops.tracking.mlflow_tracker import connect
 
     folder = tmp_path_factory.mktemp("mlflow-template")
-    tracking.connect(TrackingConfig(uri=f"sqlite:///{folder}/mlflow.db"))
+    connect(TrackingConfig(uri=f"sqlite:///{folder}/mlflow.db"))
     return folder / "mlflow.db"
 
 

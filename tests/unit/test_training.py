@@ -4,7 +4,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from ganops import tracking
+from ganops.tracking import flatten
+from ganops.tracking.callback import TrackingCallback
+from ganops.tracking.mlflow_tracker import MlflowTracker
 from ganops.config import from_dict
 from ganops.errors import DivergenceError, GanopsError
 from ganops.training import METRIC_KEYS, Callback, Trainer
@@ -21,11 +23,11 @@ def tiny_config(tmp_path, tracking_config=None, **train):
 
 
 def logger_for(config, tmp_path):
-    client = tracking.connect(config.tracking)
-    experiment = tracking.ensure_experiment(client, "test", config.tracking.artifact_root)
-    logger = tracking.MlflowLogger(client, experiment, "tiny", tracking.flatten(config.to_dict()), {"dataset": "mnist-5k"},
-                                   grids_dir=tmp_path / "grids")
-    return client, logger
+    """A TrackingCallback over the real MLflow tracker, and a plain MlflowClient to read back what it wrote."""
+    tracker = MlflowTracker.connect(config.tracking, "test")
+    logger = TrackingCallback(tracker, "tiny", flatten(config.to_dict()), {"dataset": "mnist-5k"},
+                              grids_dir=tmp_path / "grids")
+    return MlflowClient(tracking_uri=config.tracking.uri), logger
 
 
 def test_one_epoch_logs_metric_keys_and_an_image(tmp_path, tiny_digits, tracking_config):

@@ -1,0 +1,89 @@
+"""The tracking seam: what stages, the tuner and the training callback ask of an experiment tracker.
+
+Nothing here imports a tracking library. `ganops.tracking.mlflow_tracker` is the one implementation;
+turning tracking off means no Tracker at all, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ganops.config import Config
+
+
+class RunStatus(str, enum.Enum):
+    """How a run ends (or stands). PRUNED is a search decision, not an error."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"  # stopped by the user (Ctrl-C)
+    PRUNED = "PRUNED"  # stopped early by the tuner's pruner
+
+
+class MetricPoint(NamedTuple):
+    key: str
+    value: float
+    step: int
+
+
+# Generic tag names; an implementation maps them onto its own system tags.
+GIT_COMMIT_TAG = "git_commit"
+
+
+class Tracker(Protocol):
+    """One experiment of runs, addressed by id, so several processes can write into the same run."""
+
+    def start_run(self, name: str, params: Mapping[str, str], tags: Mapping[str, str],
+                  parent_run_id: Optional[str] = None) -> str: ...
+    def run_status(self, run_id: Optional[str]) -> Optional[RunStatus]: ...  # None: no such run
+    def reopen_run(self, run_id: str) -> None: ...
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None: ...
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+    def log_metrics(self, run_id: str, values: Mapping[str, float], step: int = 0) -> None: ...
+    def log_metric_points(self, run_id: str, points: Sequence[MetricPoint]) -> None: ...
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]: ...
+    def log_image(self, run_id: str, image: "np.ndarray", key: str, step: int) -> None: ...
+    def log_artifacts(self, run_id: str, files: Iterable[Path], folder: Optional[str] = None) -> None: ...
+    def log_generator(self, run_id: str, generator: "torch.nn.Module", nz: int) -> None: ...
+    def finish_run(self, run_id: str, status: RunStatus = RunStatus.FINISHED, reason: Optional[str] = None) -> None: ...
+    def run_url(self, run_id: str) -> str: ...
+
+
+def experiment_name(config: "Config") -> str:
+    return config.tracking.experiment or f"ganops-{config.data.dataset}"
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params as MLflow-style dotted keys: {"train": {"lr": 2e-4}} -> {"train.lr": "0.0002"}."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def run_tags(config: "Config", stage: str, device: Any, **extra: str) -> dict[str, str]:
+    """The tags every run of a stage carries: what it ran on, and with which code."""
+    from ganops.runtime import git_commit
+
+    return {GIT_COMMIT_TAG: git_commit(), "dataset": config.data.dataset, "device": str(device),
+            "extractor": config.fid.extractor, "stage": stage, **extra}
+
+
+def open_tracker(config: "Config") -> Optional[Tracker]:
+    """The configured tracker (its store checked and its experiment made), or None with tracking off."""
+    if not config.tracking.enabled:
+        return None
+    from ganops.tracking.mlflow_tracker import MlflowTracker
+
+    return MlflowTracker.connect(config.tracking, experiment_name(config))
