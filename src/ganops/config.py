@@ -156,60 +156,6 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Paths shared by the stages and dvc.yaml (dvc.yaml templates the same names from params.yaml).
-
-@dataclass(frozen=True)
-class Paths:
-    root: Path
-    dataset: str
-    extractor: str
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.root / "data" / "raw" / self.dataset
-
-    @property
-    def prepared(self) -> Path:
-        return self.root / "data" / "prepared" / f"{self.dataset}.pt"
-
-    @property
-    def fid_stats(self) -> Path:
-        return self.root / "data" / "fid" / f"{self.dataset}-{self.extractor}.npz"
-
-    @property
-    def feature_net(self) -> Path:
-        return self.root / "models" / "feature_net.pt"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "models" / "checkpoints"
-
-    @property
-    def generator(self) -> Path:
-        return self.root / "models" / "generator.pt"
-
-    @property
-    def run_info(self) -> Path:
-        return self.root / "models" / "run.json"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def plots_dir(self) -> Path:
-        return self.root / "plots"
-
-    @property
-    def tune_dir(self) -> Path:
-        return self.root / "results" / "tune"
-
-
-def paths_for(config: Config, root: str | Path = ".") -> Paths:
-    return Paths(Path(root), config.data.dataset, config.fid.extractor)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Loading and validation
 
 def load_config(path: str | Path = "params.yaml") -> Config:
