@@ -1,6 +1,7 @@
 """Stage `download`: put the data set's files into data/raw/<dataset>/ and record their checksums."""
 
-from ganops.config import Config, paths_for
+from ganops.config import Config
+from ganops.paths import paths_for
 from pipeline._stage import run_stage
 
 

@@ -1,6 +1,7 @@
 """Stage `evaluate`: FID and KID of the trained generator, into metrics/eval.json and its MLflow run."""
 
-from ganops.config import Config, paths_for
+from ganops.config import Config
+from ganops.paths import paths_for
 from pipeline._stage import run_stage
 
 

@@ -3,7 +3,8 @@
 With the offline `classifier` extractor this stage first trains the feature network on the labels.
 """
 
-from ganops.config import Config, paths_for
+from ganops.config import Config
+from ganops.paths import paths_for
 from pipeline._stage import run_stage
 
 

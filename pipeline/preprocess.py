@@ -1,6 +1,7 @@
 """Stage `preprocess`: turn the raw files into one uint8 tensor file at the configured size."""
 
-from ganops.config import Config, paths_for
+from ganops.config import Config
+from ganops.paths import paths_for
 from pipeline._stage import run_stage
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from ganops.config import Config, paths_for
+from ganops.config import Config
+from ganops.paths import paths_for
 from pipeline._stage import run_stage
 
 BEST_NAME = "best_generator.pt"

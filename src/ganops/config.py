@@ -1,14 +1,13 @@
 """The typed configuration: one dataclass per params.yaml section, loaded and validated once.
 
-No other module reads params.yaml. Every rule a value must follow lives here, and every error names
-the key, the bad value and what is allowed.
+No other module reads params.yaml. Each rule sits beside the field it checks (field metadata) or, when
+it spans fields, in the section's `check()`; config_schema applies them. Every error names the key,
+the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from ganops.config_schema import at_least, build_section, keys, positive, reject_unknown, require, rule
+from ganops.config_schema import validate_section, yaml_problem
 from ganops.errors import ConfigError
 
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "url", "folder")
@@ -32,20 +33,41 @@ DATASET_DEFAULTS = {
 }
 
 
+def _is_sha256(text: Optional[str]) -> bool:
+    return text is not None and len(text) == 64 and all(ch in "0123456789abcdef" for ch in text.lower())
+
+
+def _power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: Literal["mnist-5k", "mnist", "fashion-mnist", "cifar10", "url", "folder"] = "mnist-5k"
-    channels: Optional[int] = None  # null: the data set's default (1 for MNIST-like, 3 otherwise)
-    image_size: Optional[int] = None  # null: the data set's default (32, or 64 for image folders)
-    limit: int = 0  # keep at most this many images (0: all), for quick experiments
+    # null: the data set's default (1 for MNIST-like, 3 otherwise)
+    channels: Optional[int] = field(default=None, metadata=rule(lambda v: v is None or v in (1, 3),
+                                                                "allowed: 1, 3 or null"))
+    # null: the data set's default (32, or 64 for image folders)
+    image_size: Optional[int] = field(default=None, metadata=rule(
+        lambda v: v is None or v in IMAGE_SIZES, f"allowed: {', '.join(map(str, IMAGE_SIZES))} or null"))
+    # keep at most this many images (0: all), for quick experiments
+    limit: int = field(default=0, metadata=rule(lambda v: v >= 0, "must be >= 0; 0 keeps every image"))
     shuffle_seed: int = 0
     center_crop: bool = False  # square center crop before resizing (faces, as the FFHQ tutorial does)
     mirror: Optional[str] = None  # base URL replacing torchvision's mirrors for mnist/fashion-mnist/cifar10
     url: Optional[str] = None  # archive of images, for dataset: url
     sha256: Optional[str] = None  # the archive's checksum, required with dataset: url
     folder: Optional[str] = None  # local folder of images, for dataset: folder
-    max_extract_mb: int = 20000  # refuse archives that would expand beyond this
-    download_retries: int = 3
+    max_extract_mb: int = field(default=20000, metadata=positive())  # refuse archives expanding beyond this
+    download_retries: int = field(default=3, metadata=at_least(0))
+
+    def check(self) -> None:
+        if self.dataset == "url":
+            require(bool(self.url), "data.url", self.url, "required when data.dataset is 'url'")
+            require(_is_sha256(self.sha256), "data.sha256", self.sha256,
+                    "a 64-character hex sha256 is required when data.dataset is 'url'")
+        if self.dataset == "folder":
+            require(bool(self.folder), "data.folder", self.folder, "required when data.dataset is 'folder'")
 
     @property
     def resolved_channels(self) -> int:
@@ -59,28 +81,30 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: Literal["dcgan", "mlp"] = "dcgan"
-    nz: int = 100
-    ngf: int = 64
-    ndf: int = 64
-    mlp_hidden: int = 256
+    nz: int = field(default=100, metadata=positive())
+    ngf: int = field(default=64, metadata=positive())
+    ndf: int = field(default=64, metadata=positive())
+    mlp_hidden: int = field(default=256, metadata=positive())
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    epochs: int = field(default=20, metadata=positive())
+    batch_size: int = field(default=128, metadata=positive())
+    lr: float = field(default=2e-4, metadata=rule(lambda v: 0 < v < 1, "must be in (0, 1)"))
+    beta1: float = field(default=0.5, metadata=rule(lambda v: 0 <= v < 1, "must be in [0, 1)"))
+    beta2: float = field(default=0.999, metadata=rule(lambda v: 0 <= v < 1, "must be in [0, 1)"))
     seed: int = 42
-    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
-    g_steps: int = 1  # generator steps per discriminator step
+    # one-sided: real targets become 1 - label_smoothing
+    label_smoothing: float = field(default=0.0, metadata=rule(lambda v: 0 <= v < 0.5, "must be in [0, 0.5)"))
+    g_steps: int = field(default=1, metadata=positive())  # generator steps per discriminator step
     hflip: bool = False
-    log_every: int = 10  # steps between metric logs
-    checkpoint_every: int = 1  # epochs between checkpoints
-    eval_every: int = 5  # epochs between FID evaluations (the last epoch is always evaluated)
-    eval_samples: int = 2000
-    sample_grid: int = 64  # images in the fixed-noise grid
+    log_every: int = field(default=10, metadata=positive())  # steps between metric logs
+    checkpoint_every: int = field(default=1, metadata=positive())  # epochs between checkpoints
+    # epochs between FID evaluations (the last epoch is always evaluated)
+    eval_every: int = field(default=5, metadata=positive())
+    eval_samples: int = field(default=2000, metadata=at_least(2))
+    sample_grid: int = field(default=64, metadata=positive())  # images in the fixed-noise grid
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bf16 autocast, on CUDA or the CPU
     channels_last: bool = True
@@ -90,22 +114,24 @@ class TrainConfig:
 class FidConfig:
     extractor: Literal["classifier", "inception"] = "classifier"
     inception_weights: Optional[str] = None  # file of pytorch-fid's FID Inception weights
-    classifier_epochs: int = 3
-    classifier_width: int = 32
-    batch_size: int = 250
+    classifier_epochs: int = field(default=3, metadata=positive())
+    classifier_width: int = field(default=32, metadata=positive())
+    batch_size: int = field(default=250, metadata=positive())
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    samples: int = 5000
-    kid_subsets: int = 50
-    kid_subset_size: int = 1000
+    samples: int = field(default=5000, metadata=at_least(2))
+    kid_subsets: int = field(default=50, metadata=positive())
+    kid_subset_size: int = field(default=1000, metadata=at_least(2))
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True
-    uri: str = "sqlite:///mlruns/mlflow.db"
+    uri: str = field(default="sqlite:///mlruns/mlflow.db", metadata=rule(
+        lambda v: v.startswith(TRACKING_SCHEMES),
+        "allowed: sqlite:///<file>, http(s)://<server>, postgresql://..., mysql://..., databricks, file:<folder>"))
     artifact_root: str = "mlruns/artifacts"
     experiment: Optional[str] = None  # null: ganops-<dataset>
     log_model: bool = True
@@ -113,11 +139,12 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    n_trials: int = 4
-    timeout: Optional[int] = None  # seconds; null: no limit
-    epochs: int = 3
-    eval_every: int = 1
-    eval_samples: int = 1000
+    n_trials: int = field(default=4, metadata=positive())
+    timeout: Optional[int] = field(default=None, metadata=rule(  # seconds; null: no limit
+        lambda v: v is None or v > 0, "must be > 0 seconds or null"))
+    epochs: int = field(default=3, metadata=positive())
+    eval_every: int = field(default=1, metadata=positive())
+    eval_samples: int = field(default=1000, metadata=at_least(2))
     sampler_seed: int = 0
     pruner: Literal["median", "hyperband", "none"] = "median"
     storage: str = "sqlite:///results/tune/study.db"
@@ -128,8 +155,17 @@ class TuneConfig:
     beta1_max: float = 0.9
     ngf_choices: list[int] = field(default_factory=lambda: [16, 32, 64])
     ndf_choices: list[int] = field(default_factory=lambda: [16, 32, 64])
-    heartbeat_interval: int = 60
-    max_retry: int = 2
+    heartbeat_interval: int = field(default=60, metadata=positive())
+    max_retry: int = field(default=2, metadata=at_least(0))
+
+    def check(self) -> None:
+        require(0 < self.lr_min < self.lr_max < 1, "tune.lr_min/lr_max", (self.lr_min, self.lr_max),
+                "need 0 < lr_min < lr_max < 1")
+        require(0 <= self.beta1_min < self.beta1_max < 1, "tune.beta1_min/beta1_max",
+                (self.beta1_min, self.beta1_max), "need 0 <= beta1_min < beta1_max < 1")
+        for key, choices in (("tune.ngf_choices", self.ngf_choices), ("tune.ndf_choices", self.ndf_choices)):
+            for value in choices:
+                require(_power_of_two(value), key, value, "each must be a power of two")
 
 
 @dataclass(frozen=True)
@@ -156,61 +192,7 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Paths shared by the stages and dvc.yaml (dvc.yaml templates the same names from params.yaml).
-
-@dataclass(frozen=True)
-class Paths:
-    root: Path
-    dataset: str
-    extractor: str
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.root / "data" / "raw" / self.dataset
-
-    @property
-    def prepared(self) -> Path:
-        return self.root / "data" / "prepared" / f"{self.dataset}.pt"
-
-    @property
-    def fid_stats(self) -> Path:
-        return self.root / "data" / "fid" / f"{self.dataset}-{self.extractor}.npz"
-
-    @property
-    def feature_net(self) -> Path:
-        return self.root / "models" / "feature_net.pt"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "models" / "checkpoints"
-
-    @property
-    def generator(self) -> Path:
-        return self.root / "models" / "generator.pt"
-
-    @property
-    def run_info(self) -> Path:
-        return self.root / "models" / "run.json"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def plots_dir(self) -> Path:
-        return self.root / "plots"
-
-    @property
-    def tune_dir(self) -> Path:
-        return self.root / "results" / "tune"
-
-
-def paths_for(config: Config, root: str | Path = ".") -> Paths:
-    return Paths(Path(root), config.data.dataset, config.fid.extractor)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loading and validation
+# Loading
 
 def load_config(path: str | Path = "params.yaml") -> Config:
     path = Path(path)
@@ -219,156 +201,26 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from exc
+        raise ConfigError(f"{path} is not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     return from_dict(raw, require_all=True)
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """What PyYAML found wrong and where (line and column counted from 1), on one line."""
-    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
-    mark = getattr(exc, "problem_mark", None)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
-
-
 def from_dict(raw: dict[str, Any], require_all: bool = False) -> Config:
     """Build and validate a Config. With `require_all`, every key must be present (a params file)."""
-    sections = {f.name: f.type for f in dataclasses.fields(Config)}
-    _reject_unknown(raw, sections, where="params")
+    sections = typing.get_type_hints(Config)
+    reject_unknown(raw, sections, where="params")
     built = {}
-    hints = typing.get_type_hints(Config)
-    for name in sections:
-        cls = hints[name]
+    for name, cls in sections.items():
         values = raw.get(name)
         if values is None:
             if require_all:
-                raise ConfigError(f"missing params section '{name}' (expected keys: {_keys(cls)})")
+                raise ConfigError(f"missing params section '{name}' (expected keys: {keys(cls)})")
             values = {}
         if not isinstance(values, dict):
             raise ConfigError(f"params section '{name}' must be a mapping, got {values!r}")
-        built[name] = _build_section(name, cls, values, require_all)
-    config = Config(**built)
-    _validate(config)
-    return config
-
-
-def _keys(cls: type) -> str:
-    return ", ".join(f.name for f in dataclasses.fields(cls))
-
-
-def _reject_unknown(values: dict[str, Any], allowed: dict[str, Any], where: str) -> None:
-    for key in values:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), list(allowed), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key '{where}.{key}'{hint} (allowed: {', '.join(allowed)})")
-
-
-def _build_section(name: str, cls: type, values: dict[str, Any], require_all: bool) -> Any:
-    hints = typing.get_type_hints(cls)
-    _reject_unknown(values, hints, where=name)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        key = f"{name}.{f.name}"
-        if f.name not in values:
-            if require_all:
-                raise ConfigError(f"missing params key '{key}'")
-            continue
-        kwargs[f.name] = _check_type(key, values[f.name], hints[f.name])
-    return cls(**kwargs)
-
-
-def _check_type(key: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_type(key, value, inner[0])
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not allowed (allowed: {', '.join(map(str, args))})")
-        return value
-    if origin is list:
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{key}: {value!r} must be a non-empty list")
-        return [_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: {value!r} must be true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: {value!r} must be a whole number")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML reads 2e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: {value!r} must be a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: {value!r} must be a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}: {value!r} must be a non-empty string")
-        return value
-    raise TypeError(f"unhandled type {hint} for {key}")  # a programming error, not a user's
-
-
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {value!r} is not allowed ({allowed})")
-
-
-def _validate(c: Config) -> None:
-    d, m, t, f, e, k = c.data, c.model, c.train, c.fid, c.evaluate, c.tune
-    _require(d.channels is None or d.channels in (1, 3), "data.channels", d.channels, "allowed: 1, 3 or null")
-    _require(d.image_size is None or d.image_size in IMAGE_SIZES, "data.image_size", d.image_size,
-             f"allowed: {', '.join(map(str, IMAGE_SIZES))} or null")
-    _require(d.limit >= 0, "data.limit", d.limit, "must be >= 0; 0 keeps every image")
-    _require(d.max_extract_mb > 0, "data.max_extract_mb", d.max_extract_mb, "must be > 0")
-    _require(d.download_retries >= 0, "data.download_retries", d.download_retries, "must be >= 0")
-    if d.dataset == "url":
-        _require(bool(d.url), "data.url", d.url, "required when data.dataset is 'url'")
-        _require(d.sha256 is not None and len(d.sha256) == 64 and all(ch in "0123456789abcdef" for ch in d.sha256.lower()),
-                 "data.sha256", d.sha256, "a 64-character hex sha256 is required when data.dataset is 'url'")
-    if d.dataset == "folder":
-        _require(bool(d.folder), "data.folder", d.folder, "required when data.dataset is 'folder'")
-    for key, value in (("model.nz", m.nz), ("model.ngf", m.ngf), ("model.ndf", m.ndf), ("model.mlp_hidden", m.mlp_hidden)):
-        _require(value > 0, key, value, "must be > 0")
-    _require(t.epochs > 0, "train.epochs", t.epochs, "must be > 0")
-    _require(t.batch_size > 0, "train.batch_size", t.batch_size, "must be > 0")
-    _require(t.lr > 0 and t.lr < 1, "train.lr", t.lr, "must be in (0, 1)")
-    _require(0 <= t.beta1 < 1, "train.beta1", t.beta1, "must be in [0, 1)")
-    _require(0 <= t.beta2 < 1, "train.beta2", t.beta2, "must be in [0, 1)")
-    _require(0 <= t.label_smoothing < 0.5, "train.label_smoothing", t.label_smoothing, "must be in [0, 0.5)")
-    for key, value in (("train.g_steps", t.g_steps), ("train.log_every", t.log_every),
-                       ("train.checkpoint_every", t.checkpoint_every), ("train.eval_every", t.eval_every),
-                       ("train.sample_grid", t.sample_grid)):
-        _require(value > 0, key, value, "must be > 0")
-    _require(t.eval_samples >= 2, "train.eval_samples", t.eval_samples, "must be >= 2")
-    _require(f.classifier_epochs > 0, "fid.classifier_epochs", f.classifier_epochs, "must be > 0")
-    _require(f.classifier_width > 0, "fid.classifier_width", f.classifier_width, "must be > 0")
-    _require(f.batch_size > 0, "fid.batch_size", f.batch_size, "must be > 0")
-    _require(e.samples >= 2, "evaluate.samples", e.samples, "must be >= 2")
-    _require(e.kid_subsets > 0, "evaluate.kid_subsets", e.kid_subsets, "must be > 0")
-    _require(e.kid_subset_size >= 2, "evaluate.kid_subset_size", e.kid_subset_size, "must be >= 2")
-    _require(c.tracking.uri.startswith(TRACKING_SCHEMES), "tracking.uri", c.tracking.uri,
-             "allowed: sqlite:///<file>, http(s)://<server>, postgresql://..., mysql://..., databricks, file:<folder>")
-    _require(k.n_trials > 0, "tune.n_trials", k.n_trials, "must be > 0")
-    _require(k.timeout is None or k.timeout > 0, "tune.timeout", k.timeout, "must be > 0 seconds or null")
-    _require(k.epochs > 0, "tune.epochs", k.epochs, "must be > 0")
-    _require(k.eval_every > 0, "tune.eval_every", k.eval_every, "must be > 0")
-    _require(k.eval_samples >= 2, "tune.eval_samples", k.eval_samples, "must be >= 2")
-    _require(0 < k.lr_min < k.lr_max < 1, "tune.lr_min/lr_max", (k.lr_min, k.lr_max), "need 0 < lr_min < lr_max < 1")
-    _require(0 <= k.beta1_min < k.beta1_max < 1, "tune.beta1_min/beta1_max", (k.beta1_min, k.beta1_max),
-             "need 0 <= beta1_min < beta1_max < 1")
-    for key, choices in (("tune.ngf_choices", k.ngf_choices), ("tune.ndf_choices", k.ndf_choices)):
-        for value in choices:
-            _require(value > 0 and value & (value - 1) == 0, key, value, "each must be a power of two")
-    _require(k.heartbeat_interval > 0, "tune.heartbeat_interval", k.heartbeat_interval, "must be > 0")
-    _require(k.max_retry >= 0, "tune.max_retry", k.max_retry, "must be >= 0")
+        built[name] = build_section(name, cls, values, require_all)
+    for name, section in built.items():
+        validate_section(name, section)
+    return Config(**built)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganops.config import Config, Paths
+from ganops.config import Config
+from ganops.paths import Paths
 from ganops.metrics import (FeatureExtractor, build_extractor, feature_statistics, fid_of_images, frechet_distance,
                             kernel_inception_distance, load_statistics)
 from ganops.models import generate_uint8

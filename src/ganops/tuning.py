@@ -33,7 +33,8 @@ from optuna.storages._heartbeat import BaseHeartbeat  # the documented way for a
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from ganops.config import Config, TuneConfig, paths_for
+from ganops.config import Config, TuneConfig
+from ganops.paths import paths_for
 from ganops.data import load_prepared
 from ganops.data.tensorfile import Prepared
 from ganops.errors import DivergenceError, GanopsError

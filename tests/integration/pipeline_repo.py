@@ -84,7 +84,7 @@ def build_fid_inputs(config, root: Path):
     """
     import torch
 
-    from ganops.config import paths_for
+    from ganops.paths import paths_for
     from ganops.data import fetch, prepare, save_prepared
     from ganops.fileio import torch_save
     from ganops.metrics import build_extractor, classifier_record, feature_statistics, save_statistics, train_classifier

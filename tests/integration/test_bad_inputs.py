@@ -21,7 +21,8 @@ import pytest
 import torch
 import yaml
 
-from ganops.config import from_dict, paths_for
+from ganops.config import from_dict
+from ganops.paths import paths_for
 from ganops.fileio import torch_save
 from ganops.training import Trainer
 from tests.integration.pipeline_repo import ROOT, TINY, build_fid_inputs, merge
