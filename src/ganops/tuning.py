@@ -39,6 +39,7 @@ from ganops.data.tensorfile import Prepared
 from ganops.errors import DivergenceError, GanopsError
 from ganops.evaluation import FidReference
 from ganops.fileio import write_text
+from ganops.races import retry_race
 from ganops.reporting import save_csv
 from ganops.runtime import configure_backends, git_commit, resolve_device
 from ganops.training import Callback, Trainer, TrainState
@@ -204,8 +205,8 @@ def make_storage(tune: TuneConfig) -> BaseStorage:
             # Several workers on one sqlite file wait for each other's writes instead of failing.
             engine_kwargs = {"connect_args": {"timeout": 60}}
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
-                              grace_period=2 * interval, heartbeat_stale_trial_callback=retry)
+            return retry_race(lambda: RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
+                                                  grace_period=2 * interval, heartbeat_stale_trial_callback=retry))
         except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable server
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise GanopsError(f"tune.storage {redact_url(url)!r} cannot be opened ({first[:200]})") from exc
@@ -222,8 +223,10 @@ def _storage_file(url: str, name: str) -> Path:
 
 def open_study(tune: TuneConfig) -> optuna.Study:
     """Create the study, or load it when it exists: later invocations and other workers add trials."""
-    return optuna.create_study(storage=make_storage(tune), study_name=tune.study_name, sampler=make_sampler(tune),
-                               pruner=make_pruner(tune), direction="minimize", load_if_exists=True)
+    storage = make_storage(tune)
+    return retry_race(lambda: optuna.create_study(
+        storage=storage, study_name=tune.study_name, sampler=make_sampler(tune), pruner=make_pruner(tune),
+        direction="minimize", load_if_exists=True))
 
 
 def fail_dead_trials(study: optuna.Study) -> None:
