@@ -32,7 +32,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if exc.errno not in DISK_FULL:
             raise
         raise GanopsError(f"{target}: no space left on the device ({one_line(exc, limit=80)}); the previous "
-                          f"{target.name} is intact: free space and re-run, it resumes from the last checkpoint") from exc
+                          f"{target.name} is intact: free space and re-run, it resumes from the last "
+                          f"checkpoint") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
