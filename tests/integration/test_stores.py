@@ -91,3 +91,23 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_a_rerun_resumes(
     again = train(tmp_path, epochs=2)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resum" in (again.stdout + again.stderr).lower(), again.stdout[-2000:] + again.stderr[-2000:]
+
+
+CONNECT = """
+import sys
+from ganops.config import from_dict
+from ganops.tracking import open_tracker
+config = from_dict({"tracking": {"uri": sys.argv[1], "artifact_root": sys.argv[2], "experiment": "race"}})
+print(open_tracker(config).experiment_id)
+"""
+
+
+@pytest.mark.slow
+def test_workers_started_together_on_a_new_mlflow_store_all_open_it(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}")
+    workers = [subprocess.Popen([sys.executable, "-c", CONNECT, uri, str(tmp_path / "artifacts")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(WORKERS)]
+    outputs = [worker.communicate(timeout=240)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * WORKERS, outputs
+    assert len({output.strip().splitlines()[-1] for output in outputs}) == 1, outputs  # one experiment

@@ -151,17 +151,23 @@ def connect(tracking: TrackingConfig) -> MlflowClient:
             reason = getattr(exc, "reason", exc)
             raise GanopsError(f"tracking.uri {uri!r} is unreachable ({reason}); start the server, use "
                               f"sqlite:///mlruns/mlflow.db, or set tracking.enabled: false") from exc
-    if sqlite_path(uri) is not None:
-        check_store(uri, schema_revisions(uri), mlflow.__version__)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
+    # sqlite: one worker at a time checks the file and, when it is new, lets MLflow create the schema
+    # (MlflowClient opens the store, and so creates the schema, as it is made).
+    with creation_lock(uri):
+        if sqlite_path(uri) is not None:
+            check_store(uri, schema_revisions(uri), mlflow.__version__)
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(tracking_uri=uri)
+        _first_contact(client, uri)
+    return client
+
+
+def _first_contact(client: MlflowClient, uri: str) -> None:
     try:
-        with creation_lock(uri):  # a new sqlite store: one worker creates the schema, the others wait
-            client.search_experiments(max_results=1)
+        client.search_experiments(max_results=1)
     except Exception as exc:  # MLflow raises many types for a bad store: report them all the same way
         raise GanopsError(f"tracking.uri {uri!r} is unreachable ({one_line(exc, limit=200)}); set "
                           f"tracking.enabled: false to train without tracking") from exc
-    return client
 
 
 def schema_revisions(uri: str) -> list[str]:

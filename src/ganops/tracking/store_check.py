@@ -82,12 +82,10 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 @contextmanager
 def creation_lock(uri: str) -> Iterator[None]:
-    """Hold `<db>.lock` while a new sqlite store gets its schema, so concurrent workers do not race on it.
-
-    An existing store needs no lock (MLflow only reads its schema); other URIs are left to their server.
-    """
+    """Hold `<db>.lock` while a sqlite store is checked and, when new, given its schema, so workers that
+    start together do not race on MLflow's schema creation. Other URIs are left to their server."""
     path = sqlite_path(uri)
-    if path is None or not is_new(path):
+    if path is None:
         yield
         return
     with open(f"{path}.lock", "a") as handle:
