@@ -15,6 +15,12 @@ def main(config: Config) -> None:
     from ganops.runtime import configure_backends, resolve_device
 
     paths = paths_for(config)
+    run_id = read_json(paths.run_info, "training run record").get("run_id") if config.tracking.enabled else None
+    tracker = None
+    if run_id:  # opened first: a damaged tracking store stops the stage before any output is written
+        from ganops.tracking import open_tracker
+
+        tracker = open_tracker(config)
     device = resolve_device(config.train.device)
     configure_backends(device)
     generator, model = generator_from_record(torch_load(paths.generator, "trained generator"))
@@ -29,15 +35,11 @@ def main(config: Config) -> None:
     grid = paths.plots_dir / "eval_samples.png"
     save_png(grid_image(to_unit_range(images[:64])), grid)
 
-    run = read_json(paths.run_info, "training run record")
-    if config.tracking.enabled and run.get("run_id"):
-        from ganops.tracking import open_tracker
-
-        tracker = open_tracker(config)
-        tracker.reopen_run(run["run_id"])
-        tracker.log_metrics(run["run_id"], {f"eval_{k}": v for k, v in metrics.items() if k != "extractor"})
-        tracker.log_artifacts(run["run_id"], [paths.metrics_dir / "eval.json", grid], "evaluation")
-        tracker.finish_run(run["run_id"])
+    if tracker is not None:
+        tracker.reopen_run(run_id)
+        tracker.log_metrics(run_id, {f"eval_{k}": v for k, v in metrics.items() if k != "extractor"})
+        tracker.log_artifacts(run_id, [paths.metrics_dir / "eval.json", grid], "evaluation")
+        tracker.finish_run(run_id)
     print(f"FID {metrics['fid']:.3f}  KID {metrics['kid_mean']:.5f} ± {metrics['kid_std']:.5f}  "
           f"({ev.samples} samples, {reference.extractor.name} features)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from typing import Any, BinaryIO, Iterator
 import torch
 import yaml
 
-from ganops.errors import GanopsError
+from ganops.errors import GanopsError, one_line
 
 
 @contextmanager
@@ -27,9 +28,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise GanopsError(f"{target}: no space left on the device ({one_line(exc, limit=80)}); the previous "
+                          f"{target.name} is intact: free space and re-run, it resumes from the last "
+                          f"checkpoint") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space, a file-size limit, a quota
+
+
+class _WriteErrors:
+    """A file handle that remembers the OSError of a failed write: torch.save reports it as a RuntimeError
+    ("unexpected pos ...") that has lost the errno, so a full disk would not be told from a bug."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle, self.error = handle, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
 
 
 @contextmanager
@@ -41,7 +69,13 @@ def atomic_binary(path: str | os.PathLike) -> Iterator[BinaryIO]:
     byte, and DVC would see a changed output) and numpy appends .npz to names without it.
     """
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        yield handle
+        recorder = _WriteErrors(handle)
+        try:
+            yield recorder  # type: ignore[misc]
+        except RuntimeError as exc:
+            if recorder.error is not None:
+                raise recorder.error from exc
+            raise
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -7,9 +7,11 @@ outputs are absent or unchanged, and no temporary file is left behind).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -138,7 +140,32 @@ def remove(relative: str) -> Setup:
     return setup
 
 
+def damaged_store(revision: str, cut: bool) -> Setup:
+    """mlruns/mlflow.db shaped like MLflow's (its alembic_version table and a few pages of runs), cut in
+    half as a full disk or a file-system crash leaves it, or whole at another schema revision."""
+    def setup(work: Path) -> None:
+        path = work / "mlruns" / "mlflow.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+            db.execute("INSERT INTO alembic_version VALUES (?)", (revision,))
+            db.execute("CREATE TABLE runs (run_uuid VARCHAR(32) PRIMARY KEY, name TEXT)")
+            db.executemany("INSERT INTO runs VALUES (?, ?)", [(f"{i:032x}", "x" * 200) for i in range(200)])
+            db.commit()
+        if cut:
+            truncate("mlruns/mlflow.db")(work)
+        (work / "models").mkdir(exist_ok=True)  # the record of the training run that evaluate logs into
+        (work / "models" / "run.json").write_text('{"run_id": "0123456789abcdef0123456789abcdef"}\n')
+    return setup
+
+
+def with_store(params: Params) -> None:
+    params["tracking"].update(enabled=True, uri="sqlite:///mlruns/mlflow.db")
+
+
 CLOSED_PORT = closed_port()
+CORRUPT_STORE = ("tracking store mlruns/mlflow.db is corrupt (database disk image is malformed)",
+                 "restore a copy of it, or move mlruns/mlflow.db aside to start a fresh store")
 WITH_RUN = ("data/prepared", "data/fid", "models/feature_net.pt", "models/generator.pt")
 WITH_CHECKPOINT = ("data/prepared", "data/fid", "models/feature_net.pt", "models/checkpoints")
 
@@ -190,6 +217,16 @@ CASES = [
     Case("output-folder-is-a-file", "download", ("data/raw/mnist-5k: Not a directory", "check the path"),
          setup=overwrite("data/raw", b"a file where a folder belongs"), copy=()),
     # services
+    Case("store-truncated-train", "train", CORRUPT_STORE, with_store, setup=damaged_store("dc11669786a5", cut=True)),
+    Case("store-truncated-evaluate", "evaluate", CORRUPT_STORE, with_store, setup=damaged_store("dc11669786a5", cut=True),
+         copy=WITH_RUN),
+    Case("store-truncated-tune", "tune", CORRUPT_STORE, with_store, setup=damaged_store("dc11669786a5", cut=True)),
+    Case("store-too-old", "train", ("tracking store mlruns/mlflow.db has schema 75868b020152, older than MLflow",
+                                    "then run `mlflow db upgrade sqlite:///mlruns/mlflow.db`"),
+         with_store, setup=damaged_store("75868b020152", cut=False)),
+    Case("store-too-new", "evaluate", ("tracking store mlruns/mlflow.db has schema ffff00000000, unknown to MLflow",
+                                       "install the MLflow that wrote it"),
+         with_store, setup=damaged_store("ffff00000000", cut=False), copy=WITH_RUN),
     Case("tracking-unreachable", "train", (f"tracking.uri 'http://127.0.0.1:{CLOSED_PORT}' is unreachable",
                                            "set tracking.enabled: false"), unreachable_tracking),
     Case("tune-storage", "tune", ("tune.storage 'redis://localhost:6379/0' is not allowed", "sqlite:///<file>",
@@ -259,7 +296,7 @@ def outcomes(project, tmp_path_factory) -> dict[str, Outcome]:
     def one(case: Case) -> Outcome:
         work = tmp_path_factory.mktemp(case.id)
         params = prepare_workdir(case, project, work)
-        outputs = declared_outputs(case.stage)
+        outputs = declared_outputs(case.stage) + ["mlruns/mlflow.db"]  # a failing stage leaves the store as it was
         before = {name: fingerprint(work / name) for name in outputs}
         return Outcome(work, outputs, before, run_stage(case.stage, work, params, case.extra))
 
@@ -267,7 +304,7 @@ def outcomes(project, tmp_path_factory) -> dict[str, Outcome]:
         return dict(zip((case.id for case in CASES), pool.map(one, CASES)))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in CASES])
 def test_bad_input_is_one_clear_line_and_exit_2_with_nothing_half_written(case, outcomes):
     outcome = outcomes[case.id]
     stderr = outcome.result.stderr

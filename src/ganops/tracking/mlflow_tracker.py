@@ -21,6 +21,7 @@ from ganops.config import TrackingConfig
 from ganops.errors import GanopsError, one_line
 from ganops.fileio import make_parent_dir
 from ganops.tracking.base import GIT_COMMIT_TAG, MetricPoint, RunStatus
+from ganops.tracking.store_check import check_store, creation_lock, sqlite_path
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 # MLflow 3 sends usage telemetry from background threads by default; a training job should not phone
@@ -150,14 +151,32 @@ def connect(tracking: TrackingConfig) -> MlflowClient:
             reason = getattr(exc, "reason", exc)
             raise GanopsError(f"tracking.uri {uri!r} is unreachable ({reason}); start the server, use "
                               f"sqlite:///mlruns/mlflow.db, or set tracking.enabled: false") from exc
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
+    # sqlite: one worker at a time checks the file and, when it is new, lets MLflow create the schema
+    # (MlflowClient opens the store, and so creates the schema, as it is made).
+    with creation_lock(uri):
+        if sqlite_path(uri) is not None:
+            check_store(uri, schema_revisions(uri), mlflow.__version__)
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(tracking_uri=uri)
+        _first_contact(client, uri)
+    return client
+
+
+def _first_contact(client: MlflowClient, uri: str) -> None:
     try:
         client.search_experiments(max_results=1)
     except Exception as exc:  # MLflow raises many types for a bad store: report them all the same way
         raise GanopsError(f"tracking.uri {uri!r} is unreachable ({one_line(exc, limit=200)}); set "
                           f"tracking.enabled: false to train without tracking") from exc
-    return client
+
+
+def schema_revisions(uri: str) -> list[str]:
+    """The store schema revisions this MLflow ships, oldest first (the last is its head)."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    scripts = ScriptDirectory.from_config(_get_alembic_config(uri))
+    return [script.revision for script in scripts.walk_revisions()][::-1]
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str) -> str:

@@ -10,7 +10,8 @@ from typing import Sequence
 import torch
 from optuna.trial import FrozenTrial
 
-from ganops.config import Config, paths_for
+from ganops.config import Config
+from ganops.paths import paths_for
 from ganops.data import load_prepared
 from ganops.evaluation import FidReference
 from ganops.runtime import configure_backends, resolve_device

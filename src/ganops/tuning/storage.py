@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from ganops.config import TuneConfig
 from ganops.errors import GanopsError, one_line
 from ganops.fileio import make_parent_dir
+from ganops.races import retry_race
 from ganops.tuning.optuna_private import JournalHeartbeatBase, storage_trial_id
 from ganops.tuning.sampling import make_pruner, make_sampler
 
@@ -103,8 +104,8 @@ def make_storage(tune: TuneConfig) -> BaseStorage:
             # Several workers on one sqlite file wait for each other's writes instead of failing.
             engine_kwargs = {"connect_args": {"timeout": 60}}
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
-                              grace_period=2 * interval, heartbeat_stale_trial_callback=retry)
+            return retry_race(lambda: RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
+                                                  grace_period=2 * interval, heartbeat_stale_trial_callback=retry))
         except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable server
             raise GanopsError(f"tune.storage {redact_url(url)!r} cannot be opened "
                               f"({one_line(exc, limit=200)})") from exc
@@ -112,8 +113,10 @@ def make_storage(tune: TuneConfig) -> BaseStorage:
 
 def open_study(tune: TuneConfig) -> optuna.Study:
     """Create the study, or load it when it exists: later invocations and other workers add trials."""
-    return optuna.create_study(storage=make_storage(tune), study_name=tune.study_name, sampler=make_sampler(tune),
-                               pruner=make_pruner(tune), direction="minimize", load_if_exists=True)
+    storage = make_storage(tune)
+    return retry_race(lambda: optuna.create_study(
+        storage=storage, study_name=tune.study_name, sampler=make_sampler(tune), pruner=make_pruner(tune),
+        direction="minimize", load_if_exists=True))
 
 
 def fail_dead_trials(study: optuna.Study) -> None:
