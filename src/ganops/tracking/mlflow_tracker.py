@@ -105,8 +105,8 @@ class MlflowTracker:
         experiment_id = self.client.get_run(run_id).info.experiment_id
         return f"{ui_base(self.uri)}/#/experiments/{experiment_id}/runs/{run_id}{UI_QUERY}"
 
-    def experiment_url(self) -> str:
-        return f"{ui_base(self.uri)}/#/experiments/{self.experiment_id}{UI_QUERY}"
+    def experiment_url(self, port: int = UI_PORT) -> str:
+        return f"{ui_base(self.uri, port)}/#/experiments/{self.experiment_id}{UI_QUERY}"
 
     def set_description(self, run_id: str, markdown: str) -> None:
         self.client.set_tag(run_id, NOTE_TAG, markdown)
@@ -191,18 +191,24 @@ class MlflowTracker:
         return RegisteredVersion(model_name, version, True, fid)
 
 
-def ui_base(uri: str) -> str:
+def ui_base(uri: str, port: int = UI_PORT) -> str:
     """The UI's address: the tracking server itself, or what `make mlflow-ui` serves for a local store."""
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{UI_PORT}"
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{port}"
 
 
-def load_generator(model_uri: str, tracking_uri: str) -> torch.nn.Module:
-    """A logged generator from `runs:/<id>/generator` or `models:/<name>@<alias>`, on the CPU."""
+def load_generator(model_uri: str, tracking_uri: str) -> tuple[torch.nn.Module, int]:
+    """A logged generator from `runs:/<id>/generator` or `models:/<name>@<alias>`, and its latent size.
+
+    MLflow 3 saves it as a torch.export program (no pickle): a graph traced in eval mode, so the latent
+    size comes from the model's signature rather than from an attribute of the module.
+    """
     import mlflow.pytorch
+    from mlflow.models import get_model_info
 
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        return mlflow.pytorch.load_model(model_uri, map_location="cpu").eval()
+        nz = get_model_info(model_uri).signature.inputs.to_dict()[0]["tensor-spec"]["shape"][1]
+        return mlflow.pytorch.load_model(model_uri, map_location="cpu"), int(nz)
     except MlflowException as exc:
         raise GanopsError(f"--model {model_uri!r} not found in {tracking_uri} ({one_line(exc, limit=200)})") from exc
 
