@@ -12,8 +12,6 @@ from ganops.config import Config, paths_for
 from pipeline._stage import run_stage
 
 BEST_NAME = "best_generator.pt"
-# What the train stage reads (dvc.yaml's params and the prepared data set's name): a run logs these only.
-TRACKED_PARAMS = ("data.dataset", "model", "train", "fid.extractor", "fid.batch_size")
 
 
 def main(config: Config) -> None:
@@ -24,7 +22,7 @@ def main(config: Config) -> None:
     from ganops.models import generator_from_record
     from ganops.reporting import SampleGridSaver, grid_path, history_table, plot_curves, save_csv, save_gif
     from ganops.runtime import configure_backends, resolve_device
-    from ganops.tracking import open_tracker, run_name, run_tags, stage_params
+    from ganops.tracking import TRAINING_PARAMS, open_tracker, run_name, run_tags, stage_params
     from ganops.training import Trainer
 
     paths = paths_for(config)
@@ -41,7 +39,7 @@ def main(config: Config) -> None:
 
         model, train = config.model, config.train
         name = run_name(config, {"lr": train.lr, "ngf": model.ngf, "ndf": model.ndf, "ep": train.epochs})
-        callbacks.append(TrackingCallback(tracker, name, stage_params(config, TRACKED_PARAMS),
+        callbacks.append(TrackingCallback(tracker, name, stage_params(config, TRAINING_PARAMS),
                                           run_tags(config, "train", device), grids_dir=grids_dir))
     trainer = Trainer(config.model, config.train, prepared, device,
                       fid_fn=reference.fid_function(config.train.eval_samples, config.model.nz, device),

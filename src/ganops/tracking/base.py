@@ -63,6 +63,8 @@ GIT_COMMIT_TAG = "git_commit"
 SOURCE_TAG = "source"
 FID_METRIC = "fid"  # the one FID name of every run that makes a generator: training runs and trials share a column
 CHAMPION_ALIAS = "champion"
+# What a training run reads (the train stage's params in dvc.yaml, and the data set): what its run logs.
+TRAINING_PARAMS = ("data.dataset", "model", "train", "fid.extractor", "fid.batch_size")
 DVC_EXP_NAME_ENV = "DVC_EXP_NAME"  # set by `dvc exp run` for the stages it runs (dvc/env.py)
 
 
