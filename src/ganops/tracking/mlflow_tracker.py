@@ -177,8 +177,14 @@ class MlflowTracker:
             if not model_ids:
                 raise GanopsError(f"MLflow run {run_id} has no logged generator to register; set tracking.log_model: "
                                   f"true and run `dvc repro -f train`")
-            mlflow.set_tracking_uri(self.uri)
-            version = str(mlflow.register_model(f"models:/{model_ids[-1]}", model_name).version)
+            logged = self.client.get_logged_model(model_ids[-1])
+            try:
+                self.client.create_registered_model(model_name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = str(self.client.create_model_version(model_name, logged.artifact_location, run_id=run_id,
+                                                           model_id=logged.model_id).version)
         self.client.set_model_version_tag(model_name, version, FID_VERSION_TAG, repr(float(fid)))
         try:
             champion = self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
