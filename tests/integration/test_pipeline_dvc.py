@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.integration.pipeline_repo import dvc, make_repo, write_params, TINY
+from tests.integration.pipeline_repo import dvc, make_repo
 
 pytestmark = pytest.mark.slow
 
@@ -67,25 +67,20 @@ def test_training_run_in_mlflow_has_metrics_images_gif_and_model(repo):
     assert {"images/samples_e000.png", "images/samples_e002.png"} <= images
 
 
-def test_dvc_experiment_is_the_run_name_and_a_new_model_version(repo):
-    dvc(repo, "exp", "run", "-n", "lr-small", "-S", "train.lr=0.0001")
-    client = MlflowClient(f"sqlite:///{repo}/mlruns/mlflow.db")
-    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
-    assert client.get_run(run_id).info.run_name == "lr-small"
-    versions = client.search_model_versions("name='ganops-mnist-5k'")
-    assert run_id in {v.run_id for v in versions} and len(versions) >= 2
-    champion = client.get_model_version_by_alias("ganops-mnist-5k", "champion")
-    assert float(champion.tags["fid"]) == min(float(v.tags["fid"]) for v in versions)
-
-
 def test_second_repro_skips_every_stage(repo):
     again = dvc(repo, "repro")
     assert "Running stage" not in again.stdout
     assert "up to date" in dvc(repo, "status").stdout
 
 
-def test_changing_lr_reruns_only_train_and_evaluate(repo):
-    write_params(repo, {**TINY, "train": {**TINY["train"], "lr": 1e-4}})
-    output = dvc(repo, "repro").stdout
+def test_changing_lr_reruns_only_train_and_evaluate_in_a_run_named_after_the_experiment(repo):
+    output = dvc(repo, "exp", "run", "-n", "lr-small", "-S", "train.lr=0.0001").stdout
     ran = set(re.findall(r"Running stage '(\w+)'", output))
     assert ran == {"train", "evaluate"}
+    client = MlflowClient(f"sqlite:///{repo}/mlruns/mlflow.db")
+    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
+    assert client.get_run(run_id).info.run_name == "lr-small"  # DVC_EXP_NAME, as `dvc exp show` lists it
+    versions = client.search_model_versions("name='ganops-mnist-5k'")
+    assert run_id in {v.run_id for v in versions} and len(versions) == 2
+    champion = client.get_model_version_by_alias("ganops-mnist-5k", "champion")
+    assert float(champion.tags["fid"]) == min(float(v.tags["fid"]) for v in versions)

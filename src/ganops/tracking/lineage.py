@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from ganops.config import Config, Paths
-from ganops.fileio import sha256_file
+from ganops.fileio import file_digest
 from ganops.tracking.base import DatasetInfo
 
 DVC_LOCK = "dvc.lock"
@@ -16,14 +16,14 @@ DVC_LOCK = "dvc.lock"
 def dvc_md5(path: Path, root: Path) -> str:
     """The md5 dvc.lock records for an output file; the file's own md5 (what DVC computes) when unlocked."""
     lock = root / DVC_LOCK
-    relative = path.relative_to(root).as_posix() if path.is_absolute() else path.as_posix()
+    relative = path.relative_to(root).as_posix()  # dvc.lock names outputs relative to the project root
     if lock.is_file():
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
         for stage in stages.values():
             for out in stage.get("outs", []):
                 if out.get("path") == relative and out.get("md5"):
                     return out["md5"]
-    return sha256_file(root / relative, algorithm="md5")
+    return file_digest(root / relative, "md5")
 
 
 def data_source(config: Config) -> str:
