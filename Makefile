@@ -23,8 +23,9 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+## The MLflow UI on 127.0.0.1:5000 (one worker, no job runners); prints the URL of the training runs
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/python -m ganops.tracking.ui --port 5000
 
 dashboard: $(STAMP)
 	$(BIN)/optuna-dashboard sqlite:///results/tune/study.db --host 127.0.0.1 --port 8080

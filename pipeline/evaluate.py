@@ -1,7 +1,10 @@
 """Stage `evaluate`: FID and KID of the trained generator, into metrics/eval.json and its MLflow run."""
 
+import sys
+from pathlib import Path
+
 from ganops.config import Config
-from ganops.paths import paths_for
+from ganops.paths import Paths, paths_for
 from pipeline._stage import run_stage
 
 
@@ -35,13 +38,35 @@ def main(config: Config) -> None:
     grid = paths.plots_dir / "eval_samples.png"
     save_png(grid_image(to_unit_range(images[:64])), grid)
 
-    if tracker is not None:
-        tracker.reopen_run(run_id)
-        tracker.log_metrics(run_id, {f"eval_{k}": v for k, v in metrics.items() if k != "extractor"})
-        tracker.log_artifacts(run_id, [paths.metrics_dir / "eval.json", grid], "evaluation")
-        tracker.finish_run(run_id)
     print(f"FID {metrics['fid']:.3f}  KID {metrics['kid_mean']:.5f} ± {metrics['kid_std']:.5f}  "
           f"({ev.samples} samples, {reference.extractor.name} features)")
+    if tracker is not None:
+        track_evaluation(tracker, config, paths, run_id, metrics, grid, len(real))
+
+
+def track_evaluation(tracker, config: Config, paths: Paths, run_id: str, metrics: dict, grid: Path,
+                     num_images: int) -> None:
+    """Into the training run: the metrics, a new model version (champion if it is the best) and the description."""
+    from ganops.fileio import read_json
+    from ganops.tracking import model_name
+    from ganops.tracking.callback import GRID_KEY
+    from ganops.tracking.description import run_description
+
+    tracker.reopen_run(run_id)
+    tracker.log_metrics(run_id, {f"eval_{k}": v for k, v in metrics.items() if k != "extractor"})
+    tracker.log_artifacts(run_id, [paths.metrics_dir / "eval.json", grid], "evaluation")
+    registered = None
+    if config.tracking.log_model:
+        version = tracker.register_generator(run_id, model_name(config), metrics["fid"])
+        print(version.summary(metrics["fid"]))
+        registered = f"`{version.model}` version {version.version}" + (" (@champion)" if version.is_champion else "")
+    trained = read_json(paths.metrics_dir / "train.json", "training metrics")
+    fids = {f"best during training (epoch {trained['best_epoch']})": trained["best_fid"],
+            f"evaluation ({config.evaluate.samples} samples)": metrics["fid"]}
+    tracker.set_description(run_id, run_description(config, run_id, num_images, trained["epochs"], fids, GRID_KEY,
+                                                    registered))
+    tracker.finish_run(run_id)
+    print(f"MLflow run: {tracker.run_url(run_id)} (after `make mlflow-ui`)", file=sys.stderr)
 
 
 if __name__ == "__main__":

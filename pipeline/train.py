@@ -23,7 +23,7 @@ def main(config: Config) -> None:
     from ganops.models import generator_from_record
     from ganops.reporting import SampleGridSaver, grid_path, history_table, plot_curves, save_csv, save_gif
     from ganops.runtime import configure_backends, resolve_device
-    from ganops.tracking import flatten, open_tracker, run_tags
+    from ganops.tracking import TRAINING_PARAMS, open_tracker, run_name, run_tags, stage_params
     from ganops.training import Trainer
 
     paths = paths_for(config)
@@ -36,11 +36,12 @@ def main(config: Config) -> None:
     callbacks = [SampleGridSaver(grids_dir)]
     tracker = open_tracker(config)
     if tracker is not None:
-        from ganops.tracking.callback import TrackingCallback
+        from ganops.tracking.callback import GRID_KEY, TrackingCallback
 
-        callbacks.append(TrackingCallback(tracker, f"{config.model.arch}-{config.data.dataset}",
-                                          flatten(config.to_dict()), run_tags(config, "train", device),
-                                          grids_dir=grids_dir))
+        model, train = config.model, config.train
+        name = run_name(config, {"lr": train.lr, "ngf": model.ngf, "ndf": model.ndf, "ep": train.epochs})
+        callbacks.append(TrackingCallback(tracker, name, stage_params(config, TRAINING_PARAMS),
+                                          run_tags(config, "train", device), grids_dir=grids_dir))
     trainer = Trainer(config.model, config.train, prepared, device,
                       fid_fn=reference.fid_function(config.train.eval_samples, config.model.nz, device),
                       checkpoint_dir=paths.checkpoints, best_generator_path=best_path, callbacks=callbacks)
@@ -68,7 +69,15 @@ def main(config: Config) -> None:
     write_json(paths.run_info, {"run_id": state.run_id, "tracking_uri": config.tracking.uri if tracker else None})
 
     if tracker is not None and state.run_id:
-        tracker.log_metrics(state.run_id, {"best_fid": state.best_fid}, step=state.step)
+        from ganops.tracking.description import run_description
+        from ganops.tracking.lineage import training_dataset
+
+        dataset = training_dataset(config, paths, len(prepared))
+        tracker.log_dataset(state.run_id, dataset)
+        tracker.set_tags(state.run_id, {"data_dvc_md5": dataset.digest})
+        tracker.set_description(state.run_id, run_description(
+            config, state.run_id, len(prepared), state.epoch, {f"best during training (epoch {state.best_epoch})":
+                                                                 state.best_fid}, GRID_KEY))
         tracker.log_artifacts(state.run_id, [plots / n for n in ("losses.png", "d_accuracy.png", "d_outputs.png",
                                                                 "fid.png", "samples.gif", "train.csv", "fid.csv")], "plots")
         if config.tracking.log_model:

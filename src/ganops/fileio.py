@@ -129,7 +129,11 @@ def copy_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+    return file_digest(path, "sha256", chunk)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)

@@ -15,9 +15,9 @@ from ganops.fileio import atomic_path
 from ganops.training import Callback, TrainState
 
 
-def grid_image(images: torch.Tensor) -> np.ndarray:
-    """Images in [-1, 1] (N x C x H x W) as one H x W x 3 uint8 grid, square as far as N allows."""
-    nrow = max(1, int(math.sqrt(len(images))))
+def grid_image(images: torch.Tensor, nrow: int = 0) -> np.ndarray:
+    """Images in [-1, 1] (N x C x H x W) as one H x W x 3 uint8 grid: `nrow` per row, or square as far as N allows."""
+    nrow = nrow or max(1, int(math.sqrt(len(images))))
     grid = make_grid(images.float().cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
     return grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -33,7 +33,12 @@ def save_gif(frames: Sequence[Path], path: Path, seconds_per_frame: float = 0.4)
     """The Keras tutorials' animation of the fixed-noise grids, one frame per epoch."""
     import imageio.v3 as iio
 
-    images = [iio.imread(frame) for frame in frames]
+    save_gif_frames([iio.imread(frame) for frame in frames], path, seconds_per_frame)
+
+
+def save_gif_frames(images: Sequence[np.ndarray], path: Path, seconds_per_frame: float = 0.4) -> None:
+    import imageio.v3 as iio
+
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, np.stack(images), extension=".gif", duration=int(seconds_per_frame * 1000), loop=0)
 

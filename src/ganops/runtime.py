@@ -28,9 +28,22 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def git_commit(root: str | Path = ".") -> str:
+def _git(root: str | Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit(root: str | Path = ".") -> str:
+    return _git(root, "rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty(root: str | Path = ".") -> bool | None:
+    """Whether tracked files differ from the commit (untracked files do not count); None outside git."""
+    # DVC rewrites its lock file and the metrics and plots it keeps in git during every `dvc repro`: those
+    # are results of the run, not changes to the code that made it.
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":(exclude){p}" for p in ("dvc.lock", "metrics", "plots", "results")))
+    return None if status is None else bool(status)

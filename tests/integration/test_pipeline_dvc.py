@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.integration.pipeline_repo import dvc, make_repo, write_params, TINY
+from tests.integration.pipeline_repo import dvc, make_repo
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,19 @@ def test_training_run_in_mlflow_has_metrics_images_gif_and_model(repo):
     assert experiment.name == "ganops-mnist-5k"
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert any(m.source_run_id == run_id and m.name == "generator" for m in models)
+    # What the run page shows: a name telling runs apart, lineage, a description, the registered version.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert run.info.run_name == "dcgan-mnist-5k-lr0.0002-ngf8-ndf8-ep2"
+    assert not any(key.startswith(("tune.", "tracking.")) for key in run.data.params)
+    (dataset,) = run.inputs.dataset_inputs
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert dataset.dataset.digest == lock["stages"]["preprocess"]["outs"][0]["md5"] == run.data.tags["data_dvc_md5"]
+    assert run.data.tags["git_dirty"] == "false" and run.data.tags["mlflow.source.name"] == "pipeline/train.py"
+    assert "evaluation (128 samples)" in run.data.tags["mlflow.note.content"]
+    champion = client.get_model_version_by_alias("ganops-mnist-5k", "champion")
+    assert champion.run_id == run_id and float(champion.tags["fid"]) == pytest.approx(run.data.metrics["eval_fid"])
+    images = {a.path for a in client.list_artifacts(run_id, "images")}
+    assert {"images/samples_e000.png", "images/samples_e002.png"} <= images
 
 
 def test_second_repro_skips_every_stage(repo):
@@ -60,8 +73,14 @@ def test_second_repro_skips_every_stage(repo):
     assert "up to date" in dvc(repo, "status").stdout
 
 
-def test_changing_lr_reruns_only_train_and_evaluate(repo):
-    write_params(repo, {**TINY, "train": {**TINY["train"], "lr": 1e-4}})
-    output = dvc(repo, "repro").stdout
+def test_changing_lr_reruns_only_train_and_evaluate_in_a_run_named_after_the_experiment(repo):
+    output = dvc(repo, "exp", "run", "-n", "lr-small", "-S", "train.lr=0.0001").stdout
     ran = set(re.findall(r"Running stage '(\w+)'", output))
     assert ran == {"train", "evaluate"}
+    client = MlflowClient(f"sqlite:///{repo}/mlruns/mlflow.db")
+    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
+    assert client.get_run(run_id).info.run_name == "lr-small"  # DVC_EXP_NAME, as `dvc exp show` lists it
+    versions = client.search_model_versions("name='ganops-mnist-5k'")
+    assert run_id in {v.run_id for v in versions} and len(versions) == 2
+    champion = client.get_model_version_by_alias("ganops-mnist-5k", "champion")
+    assert float(champion.tags["fid"]) == min(float(v.tags["fid"]) for v in versions)

@@ -60,5 +60,7 @@ def test_crash_between_checkpoint_and_mlflow_flush_loses_and_repeats_nothing(tmp
     assert steps("epoch") == [(8, 1.0), (16, 2.0), (24, 3.0)]
     assert [s for s, _ in steps("fid")] == [8, 16, 24]
     images = [a.path for a in client.list_artifacts(run_id, "images")]
-    image_steps = sorted(int(re.search(r"[%+]step[%+](\d+)[%+]", p).group(1)) for p in images if p.endswith(".png"))
-    assert image_steps == [1, 2, 3]  # epoch 2's grid read back from disk, once
+    steps_in = [re.search(r"[%+]step[%+](\d+)[%+]", p) for p in images if p.endswith(".png")]
+    image_steps = sorted(int(found.group(1)) for found in steps_in if found)
+    assert image_steps == [0, 1, 2, 3]  # 0: the untrained generator; epoch 2's grid read back from disk, once
+    assert sorted(p for p in images if "_e0" in p) == [f"images/samples_e00{e}.png" for e in range(4)]

@@ -10,7 +10,7 @@ import torch
 
 from ganops.errors import one_line
 from ganops.reporting import grid_image, grid_path
-from ganops.tracking.base import MetricPoint, RunStatus, Tracker
+from ganops.tracking.base import FID_METRIC, MetricPoint, RunStatus, Tracker
 from ganops.training import Callback, TrainState
 
 GRID_KEY = "samples"
@@ -56,6 +56,8 @@ class TrackingCallback(Callback):
         else:
             self.run_id = tracker.start_run(self.run_name, self.params, self.tags, self.parent_run_id)
             state.run_id = self.run_id
+            if state.epoch == 0:  # the UI's image card opens at step 0: show the untrained generator there
+                tracker.log_image(self.run_id, grid_image(trainer.sample_grid()), GRID_KEY, 0)
 
     def on_epoch_end(self, state: TrainState, grid: torch.Tensor) -> None:
         self.pending_grids[state.epoch] = grid_image(grid)
@@ -94,7 +96,7 @@ class TrackingCallback(Callback):
         points = [MetricPoint(k, float(v), int(row["step"]))
                   for row in state.history if row["step"] > self.flushed_step
                   for k, v in row.items() if k not in ("step", "epoch")]
-        points += [MetricPoint("fid", row["fid"], int(row["step"]))
+        points += [MetricPoint(FID_METRIC, row["fid"], int(row["step"]))
                    for row in state.fid_history if row["epoch"] > self.flushed_epoch]
         if state.epoch > self.flushed_epoch:
             points.append(MetricPoint(EPOCH_MARKER, float(state.epoch), state.step))

@@ -6,6 +6,7 @@ process all write into the same run without sharing global state.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -20,7 +21,8 @@ import torch
 from ganops.config import TrackingConfig
 from ganops.errors import GanopsError, one_line
 from ganops.fileio import make_parent_dir
-from ganops.tracking.base import GIT_COMMIT_TAG, MetricPoint, RunStatus
+from ganops.tracking.base import (CHAMPION_ALIAS, GIT_COMMIT_TAG, SOURCE_TAG, DatasetInfo, MetricPoint,
+                                  RegisteredVersion, RunStatus, grid_artifact)
 from ganops.tracking.store_check import check_store, creation_lock, sqlite_path
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -30,8 +32,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.models import infer_signature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 # MLflow's logging is chatty (database migrations, run URLs); keep it to warnings. After the import,
@@ -39,11 +42,19 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 for _name in ("alembic", "mlflow"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-SYSTEM_TAGS = {GIT_COMMIT_TAG: "mlflow.source.git.commit"}  # ganops' generic names -> MLflow's own
+# ganops' generic names -> MLflow's own (the run page's "Source" and git commit)
+SYSTEM_TAGS = {GIT_COMMIT_TAG: "mlflow.source.git.commit", SOURCE_TAG: "mlflow.source.name"}
 PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"  # the run page's description (markdown)
+# Without this tag MLflow 3 opens an experiment on its GenAI pages; with it, on the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+UI_QUERY = "?workflowType=machine_learning"  # the UI's own switch to the model-training pages, in every URL
+FID_VERSION_TAG = "fid"  # on a model version: what the champion comparison reads
 # How a ganops status ends an MLflow run (MLflow knows only RUNNING, FINISHED, FAILED, KILLED, SCHEDULED).
+# A pruned trial ended as the search planned: FINISHED, with a `state` tag saying PRUNED (KILLED is drawn red).
 MLFLOW_STATUS = {RunStatus.FINISHED: "FINISHED", RunStatus.FAILED: "FAILED", RunStatus.KILLED: "KILLED",
-                 RunStatus.PRUNED: "KILLED", RunStatus.RUNNING: "RUNNING"}
+                 RunStatus.PRUNED: "FINISHED", RunStatus.RUNNING: "RUNNING"}
+GENERATOR_ARTIFACT = "generator"
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 UI_PORT = 5000
@@ -84,14 +95,22 @@ class MlflowTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def finish_run(self, run_id: str, status: RunStatus = RunStatus.FINISHED, reason: Optional[str] = None) -> None:
-        if reason:
+        status = RunStatus(status)
+        if status is RunStatus.PRUNED:
+            self.set_tags(run_id, {"state": "PRUNED", **({"pruned_reason": reason[:5000]} if reason else {})})
+        elif reason:
             self.client.set_tag(run_id, "failure_reason", reason[:5000])
-        self.client.set_terminated(run_id, status=MLFLOW_STATUS[RunStatus(status)])
+        self.client.set_terminated(run_id, status=MLFLOW_STATUS[status])
 
     def run_url(self, run_id: str) -> str:
-        base = self.uri.rstrip("/") if self.uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{UI_PORT}"
         experiment_id = self.client.get_run(run_id).info.experiment_id
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{ui_base(self.uri)}/#/experiments/{experiment_id}/runs/{run_id}{UI_QUERY}"
+
+    def experiment_url(self, port: int = UI_PORT) -> str:
+        return f"{ui_base(self.uri, port)}/#/experiments/{self.experiment_id}{UI_QUERY}"
+
+    def set_description(self, run_id: str, markdown: str) -> None:
+        self.client.set_tag(run_id, NOTE_TAG, markdown)
 
     # ---------------------------------------------------------------- values
 
@@ -118,7 +137,14 @@ class MlflowTracker:
     # ---------------------------------------------------------------- files
 
     def log_image(self, run_id: str, image: np.ndarray, key: str, step: int) -> None:
-        self.client.log_image(run_id, image, key=key, step=step)
+        self.client.log_image(run_id, image, key=key, step=step)  # the run page's image card, with its slider
+        self.client.log_image(run_id, image, artifact_file=grid_artifact(key, step))
+
+    def log_dataset(self, run_id: str, dataset: DatasetInfo) -> None:
+        entity = Dataset(name=dataset.name, digest=dataset.digest, source_type="dvc",
+                         source=json.dumps({"uri": dataset.source}),
+                         profile=json.dumps({"num_images": dataset.num_images}))
+        self.client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
 
     def log_artifacts(self, run_id: str, files: Iterable[Path], folder: Optional[str] = None) -> None:
         for path in files:
@@ -133,10 +159,65 @@ class MlflowTracker:
         example = np.random.default_rng(0).standard_normal((2, nz, 1, 1)).astype(np.float32)
         package_dir = Path(__file__).resolve().parents[1]
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+        with torch.no_grad():  # latent vectors in, images in [-1, 1] out
+            signature = infer_signature(example, generator(torch.from_numpy(example)).numpy())
         mlflow.set_tracking_uri(self.uri)
         with mlflow.start_run(run_id=run_id):
-            mlflow.pytorch.log_model(generator, name="generator", input_example=example,
+            mlflow.pytorch.log_model(generator, name=GENERATOR_ARTIFACT, input_example=example, signature=signature,
                                      pip_requirements=requirements, code_paths=[str(package_dir)])
+
+    def register_generator(self, run_id: str, model_name: str, fid: float) -> RegisteredVersion:
+        """A new version of `model_name` from the run's generator; `@champion` moves only to a better FID."""
+        existing = self.client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+        if existing:  # evaluate re-run on the same training run: the same version, with its new FID
+            version = str(max(int(v.version) for v in existing))
+        else:
+            # MLflow 3 keeps a logged model apart from the run's artifacts, under its own models:/<id> URI.
+            outputs = self.client.get_run(run_id).outputs
+            model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
+            if not model_ids:
+                raise GanopsError(f"MLflow run {run_id} has no logged generator to register; set tracking.log_model: "
+                                  f"true and run `dvc repro -f train`")
+            logged = self.client.get_logged_model(model_ids[-1])
+            try:
+                self.client.create_registered_model(model_name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = str(self.client.create_model_version(model_name, logged.artifact_location, run_id=run_id,
+                                                           model_id=logged.model_id).version)
+        self.client.set_model_version_tag(model_name, version, FID_VERSION_TAG, repr(float(fid)))
+        try:
+            champion = self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+            champion_fid = float(champion.tags.get(FID_VERSION_TAG, "inf"))
+        except MlflowException:  # no champion yet
+            champion, champion_fid = None, float("inf")
+        if champion is not None and str(champion.version) != version and champion_fid <= fid:
+            return RegisteredVersion(model_name, version, False, champion_fid)
+        self.client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
+        return RegisteredVersion(model_name, version, True, fid)
+
+
+def ui_base(uri: str, port: int = UI_PORT) -> str:
+    """The UI's address: the tracking server itself, or what `make mlflow-ui` serves for a local store."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{port}"
+
+
+def load_generator(model_uri: str, tracking_uri: str) -> tuple[torch.nn.Module, int]:
+    """A logged generator from `runs:/<id>/generator` or `models:/<name>@<alias>`, and its latent size.
+
+    MLflow 3 saves it as a torch.export program (no pickle): a graph traced in eval mode, so the latent
+    size comes from the model's signature rather than from an attribute of the module.
+    """
+    import mlflow.pytorch
+    from mlflow.models import get_model_info
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        nz = get_model_info(model_uri).signature.inputs.to_dict()[0]["tensor-spec"]["shape"][1]
+        return mlflow.pytorch.load_model(model_uri, map_location="cpu"), int(nz)
+    except MlflowException as exc:
+        raise GanopsError(f"--model {model_uri!r} not found in {tracking_uri} ({one_line(exc, limit=200)})") from exc
 
 
 def connect(tracking: TrackingConfig) -> MlflowClient:
@@ -184,10 +265,12 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str) -> st
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
+        if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # made by an older ganops
+            client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
         return found.experiment_id
     location = Path(artifact_root).resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
     except MlflowException:
         # Another worker created it between our lookup and create.
         found = client.get_experiment_by_name(name)
