@@ -46,7 +46,7 @@ TINY = {
 GOOD = [{"lr": 1e-3, "beta1": 0.5, "ngf": 8, "ndf": 8}, {"lr": 2e-3, "beta1": 0.5, "ngf": 8, "ndf": 4}]
 BAD_LR = 1.2e-3
 POISON_LR = 1.5e-3
-# How a trial ends -> how its tracked run ends (a pruned trial's MLflow run shows KILLED).
+# How a trial ends -> how its tracked run ends (a pruned trial's MLflow run shows FINISHED, tagged state=PRUNED).
 TRIAL_RUN_STATUS = {TrialState.COMPLETE: RunStatus.FINISHED, TrialState.PRUNED: RunStatus.PRUNED,
                     TrialState.FAIL: RunStatus.FAILED}
 
@@ -159,8 +159,14 @@ def test_study_tracks_every_trial_in_mlflow_and_later_runs_continue_it(workdir):
         assert run.info.status == MLFLOW_STATUS[TRIAL_RUN_STATUS[trial.state]]
         assert run.data.params["train.lr"] == str(trial.params["lr"]) and run.data.params["train.epochs"] == "2"
         assert len(client.get_metric_history(run.info.run_id, "fid")) == len(trial.intermediate_values)
-        if trial.state == TrialState.COMPLETE:
-            assert run.data.metrics["final_fid"] == pytest.approx(trial.value)
+        if trial.state == TrialState.COMPLETE:  # the objective is the `fid` column training runs have too
+            assert run.data.metrics["fid"] == pytest.approx(trial.value) and "final_fid" not in run.data.metrics
+        assert run.info.run_name.startswith(f"trial-{trial.number}-lr")
+        assert trial.user_attrs["mlflow_run_url"].endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
+        assert not any(key.startswith(("tune.", "tracking.")) for key in run.data.params)
+    study = optuna.load_study(study_name=config.tune.study_name, storage=config.tune.storage)
+    assert study.metric_names == ["fid"]  # optuna-dashboard's objective name
+    assert study.user_attrs["mlflow_experiment_url"].endswith("?workflowType=machine_learning")
 
     assert len(pd.read_csv("results/tune/trials.csv")) == 3
     best = yaml.safe_load(Path("results/tune/best_params.yaml").read_text())
@@ -193,7 +199,7 @@ def test_bad_and_diverging_trials_are_pruned_and_the_study_goes_on(workdir):
     client = MlflowClient(config.tracking.uri)
     for trial in (pruned, diverged):
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
-        assert run.info.status == "KILLED"
+        assert run.info.status == "FINISHED"  # not KILLED: the UI draws that red, as a failure
         assert run.data.tags["state"] == "PRUNED"
         assert run.data.tags["pruned_reason"] == trial.user_attrs["pruned_reason"]
     assert len(client.get_metric_history(pruned.user_attrs["mlflow_run_id"], "fid")) == 1  # the curve up to pruning

@@ -7,7 +7,7 @@ FID after every evaluation goes to the pruner; its final FID is the objective (l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import optuna
 import torch
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 TRACKER_RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's tracked run (name kept for existing studies)
 PRUNED_REASON_ATTR = "pruned_reason"  # trial user attr: why a trial was pruned
+RUN_URL_ATTR = "mlflow_run_url"  # trial user attr: the trial's run in the MLflow UI
 
 
 class PrunedByPruner(StopRun):
@@ -45,12 +46,15 @@ class TrialSetup:
 class FidReporter(Callback):
     """Reports each FID to Optuna (step = epoch) and stops a trial the pruner gives up on."""
 
-    def __init__(self, trial: optuna.Trial, pruner_name: str, run_logger: Optional[TrackingCallback] = None):
-        self.trial, self.pruner_name, self.run_logger = trial, pruner_name, run_logger
+    def __init__(self, trial: optuna.Trial, pruner_name: str, run_logger: Optional[TrackingCallback] = None,
+                 run_url: Optional[Callable[[str], str]] = None):
+        self.trial, self.pruner_name, self.run_logger, self.run_url = trial, pruner_name, run_logger, run_url
 
     def on_train_start(self, trainer: Any, state: TrainState) -> None:
         if state.run_id:  # stored at once, so the run of a trial whose worker dies can be found and closed
             self.trial.set_user_attr(TRACKER_RUN_ATTR, state.run_id)
+            if self.run_url is not None:  # optuna-dashboard shows user attrs: one click to the run
+                self.trial.set_user_attr(RUN_URL_ATTR, self.run_url(state.run_id))
 
     def on_evaluation(self, state: TrainState, fid: float) -> None:
         if self.run_logger is not None:
@@ -73,7 +77,8 @@ class Objective:
         values = suggest(trial, setup.config.tune)
         config = trial_config(setup.config, values)
         run_logger = self.study_tracker.trial_logger(trial, config) if self.study_tracker else None
-        reporter = FidReporter(trial, setup.config.tune.pruner, run_logger)
+        run_url = self.study_tracker.tracker.run_url if self.study_tracker else None
+        reporter = FidReporter(trial, setup.config.tune.pruner, run_logger, run_url)
         callbacks = [c for c in (run_logger, reporter) if c is not None] + self.extra_callbacks
         fid_fn = setup.reference.fid_function(config.train.eval_samples, config.model.nz, setup.device)
         try:
@@ -89,7 +94,7 @@ class Objective:
             self._close(run_logger, RunStatus.FAILED)
             raise
         fid = state.fid_history[-1]["fid"]
-        self._close(run_logger, RunStatus.FINISHED, fid=fid)
+        self._close(run_logger, RunStatus.FINISHED)
         return fid
 
     def _pruned(self, trial: optuna.Trial, run_logger: Optional[TrackingCallback], reason: str) -> optuna.TrialPruned:
@@ -97,7 +102,6 @@ class Objective:
         self._close(run_logger, RunStatus.PRUNED, reason=reason)
         return optuna.TrialPruned(reason)
 
-    def _close(self, run_logger: Optional[TrackingCallback], status: RunStatus, fid: Optional[float] = None,
-               reason: Optional[str] = None) -> None:
+    def _close(self, run_logger: Optional[TrackingCallback], status: RunStatus, reason: Optional[str] = None) -> None:
         if self.study_tracker is not None and run_logger is not None and run_logger.run_id is not None:
-            self.study_tracker.close_trial_run(run_logger.run_id, status, fid=fid, reason=reason)
+            self.study_tracker.close_trial_run(run_logger.run_id, status, reason=reason)

@@ -17,6 +17,7 @@ from ganops.evaluation import FidReference
 from ganops.runtime import configure_backends, resolve_device
 from ganops.tracking import open_tracker
 from ganops.training import Callback
+from ganops.tuning.dashboard import label_study
 from ganops.tuning.objective import Objective, TrialSetup
 from ganops.tuning.results import StudySummary, best_trial, count_states, save_study_plots, write_results
 from ganops.tuning.storage import fail_dead_trials, open_study
@@ -38,6 +39,7 @@ def run_study(config: Config, root: str | Path = ".", extra_callbacks: Sequence[
     study = open_study(config.tune)
     fail_dead_trials(study)
     tracker = open_tracker(config)
+    label_study(study, config, tracker.experiment_url() if tracker is not None else None)
     study_tracker = StudyTracker(tracker, config, device) if tracker is not None else None
     closed = study_tracker.close_dead_trial_runs(study) if study_tracker else []
     ran: list[FrozenTrial] = []

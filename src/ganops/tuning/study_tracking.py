@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from ganops.config import Config
 from ganops.errors import one_line
-from ganops.tracking import RunStatus, Tracker, flatten, run_tags
+from ganops.tracking import TRAINING_PARAMS, RunStatus, Tracker, flatten, run_tags, stage_params
 from ganops.tracking.callback import TrackingCallback
 from ganops.tuning.objective import TRACKER_RUN_ATTR
 from ganops.tuning.optuna_private import retried_trial_number
@@ -36,8 +36,8 @@ class StudyTracker:
 
     The parent run stands for this invocation (`study-<name>`, tags study_name and storage) and ends
     with the study's best FID, best params, trials.csv, best_params.yaml and plots. Each trial is a
-    child run holding the trial's config as params, the FID curve, final_fid and a `state` tag; it ends
-    FINISHED (complete), PRUNED or FAILED.
+    child run holding the params a training run reads, the `fid` curve (its last point is the trial's value)
+    and a `state` tag; it ends FINISHED (complete, or pruned with `state` PRUNED and `pruned_reason`) or FAILED.
     """
 
     def __init__(self, tracker: Tracker, config: Config, device: torch.device):
@@ -52,13 +52,13 @@ class StudyTracker:
         retried = retried_trial_number(trial)
         if retried is not None:
             tags["retry_of_trial"] = str(retried)
-        return TrackingCallback(self.tracker, f"trial-{trial.number}", flatten(config.to_dict()), tags,
+        model = config.model
+        name = f"trial-{trial.number}-lr{config.train.lr:.2g}-b{config.train.beta1:.2f}-ngf{model.ngf}-ndf{model.ndf}"
+        return TrackingCallback(self.tracker, name, stage_params(config, TRAINING_PARAMS), tags,
                                 parent_run_id=self.parent_run_id)
 
-    def close_trial_run(self, run_id: str, status: RunStatus, fid: Optional[float] = None,
-                        reason: Optional[str] = None) -> None:
-        if fid is not None:
-            self.tracker.log_metrics(run_id, {"final_fid": fid})
+    def close_trial_run(self, run_id: str, status: RunStatus, reason: Optional[str] = None) -> None:
+        """The trial's FID is already the last point of its `fid` curve, the column it shares with training runs."""
         tags = {"state": TRIAL_STATE_TAG[status]}
         if reason:
             tags["pruned_reason" if status == RunStatus.PRUNED else "failure_reason"] = reason[:5000]
