@@ -6,21 +6,24 @@ process all write into the same run without sharing global state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
+import requests
 import torch
 
 from ganops.config import TrackingConfig
 from ganops.errors import GanopsError, one_line
 from ganops.fileio import make_parent_dir
-from ganops.tracking.base import GIT_COMMIT_TAG, MetricPoint, RunStatus
+from ganops.tracking.base import GIT_COMMIT_TAG, MetricPoint, RunStatus, TrackerUnavailable
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 # MLflow 3 sends usage telemetry from background threads by default; a training job should not phone
@@ -52,7 +55,7 @@ class MlflowTracker:
     """A Tracker over one MLflow experiment."""
 
     def __init__(self, client: MlflowClient, experiment_id: str, uri: str):
-        self.client, self.experiment_id, self.uri = client, experiment_id, uri
+        self.client, self.experiment_id, self.uri = GuardedClient(client, uri), experiment_id, uri
 
     @classmethod
     def connect(cls, tracking: TrackingConfig, experiment: str) -> "MlflowTracker":
@@ -133,9 +136,51 @@ class MlflowTracker:
         package_dir = Path(__file__).resolve().parents[1]
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=run_id):
+        with server_guard(self.uri), mlflow.start_run(run_id=run_id):
             mlflow.pytorch.log_model(generator, name="generator", input_example=example,
                                      pip_requirements=requirements, code_paths=[str(package_dir)])
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """MLflow's REST client failing to reach the server, or the server answering 5xx (it is going down)."""
+    text = str(exc)
+    return text.startswith("API request to") and ("failed with exception" in text or "error code 5" in text)
+
+
+@contextlib.contextmanager
+def server_guard(uri: str) -> Iterator[None]:
+    """Turn an unreachable tracking server into TrackerUnavailable: one line, and callers may hold and retry."""
+    try:
+        yield
+    except (MlflowException, requests.exceptions.RequestException) as exc:
+        if isinstance(exc, MlflowException) and not _unreachable(exc):
+            raise
+        raise TrackerUnavailable(uri, _reason(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful end of MLflow's message: 'Connection refused', 'error code 503', ..."""
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text) or re.search(r"(error code \d+)", text)
+    return found.group(1).strip() if found else one_line(exc, limit=160)
+
+
+class GuardedClient:
+    """An MlflowClient whose calls raise TrackerUnavailable when the server is unreachable."""
+
+    def __init__(self, client: MlflowClient, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            with server_guard(self._uri):
+                return attribute(*args, **kwargs)
+
+        return call
 
 
 def connect(tracking: TrackingConfig) -> MlflowClient:
@@ -166,7 +211,9 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str) -> st
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
         return found.experiment_id
-    location = Path(artifact_root).resolve().as_uri()
+    # A tracking server proxies artifacts into its own --artifacts-destination; a local store uses artifact_root.
+    remote = str(client.tracking_uri).startswith(("http://", "https://"))
+    location = None if remote else Path(artifact_root).resolve().as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:
