@@ -84,6 +84,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bf16 autocast, on CUDA or the CPU
     channels_last: bool = True
+    from_study: bool = False  # true: lr, beta1, ngf, ndf from results/tune/best_params.yaml (the study's best trial)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class TuneConfig:
     ndf_choices: list[int] = field(default_factory=lambda: [16, 32, 64])
     heartbeat_interval: int = 60
     max_retry: int = 2
+    workers: int = 1  # worker processes on the shared storage (one GPU each, or a share of the CPU cores)
 
 
 @dataclass(frozen=True)
@@ -372,3 +374,11 @@ def _validate(c: Config) -> None:
             _require(value > 0 and value & (value - 1) == 0, key, value, "each must be a power of two")
     _require(k.heartbeat_interval > 0, "tune.heartbeat_interval", k.heartbeat_interval, "must be > 0")
     _require(k.max_retry >= 0, "tune.max_retry", k.max_retry, "must be >= 0")
+    _validate_scale(k)
+
+
+def _validate_scale(k: TuneConfig) -> None:
+    """Parallel workers: each runs at least one trial of this invocation."""
+    _require(k.workers >= 1, "tune.workers", k.workers, "must be >= 1 worker process")
+    _require(k.workers <= k.n_trials, "tune.workers", k.workers,
+             f"must be at most tune.n_trials ({k.n_trials}): each worker runs at least one trial")

@@ -212,20 +212,32 @@ def create_database(info: ServerInfo, name: str) -> str:
     return info.postgres_url(name)
 
 
+def running(folder: Path) -> ServerInfo:
+    state = folder / STATE_FILE
+    if not state.is_file():
+        raise GanopsError(f"no servers recorded in {state}: start them with `make servers`")
+    info = ServerInfo(**json.loads(state.read_text()))
+    if not healthy(info.tracking_uri):
+        raise GanopsError(f"the MLflow server {info.tracking_uri} recorded in {state} does not answer "
+                          f"(see {folder}/mlflow.log); `make servers-stop`, then `make servers`")
+    return info
+
+
 def describe(info: ServerInfo) -> str:
     return "\n".join([
         f"MLflow server   {info.tracking_uri}  (UI and API; artifacts under {info.folder}/artifacts)",
         f"Optuna storage  {info.storage_url}",
         f"MLflow database {info.postgres_url('mlflow')}",
-        "use them:  python -m pipeline.tune --storage '<Optuna storage>' --workers 2   and in params.yaml",
-        f"           tracking.uri: {info.tracking_uri}   (or dvc exp run -S tracking.uri={info.tracking_uri})",
+        "use them:  python -m pipeline.tune --storage \"$(python -m ganops.servers storage-url)\" --workers 2",
+        f"           and in params.yaml  tracking.uri: {info.tracking_uri}",
         f"stop them: make servers-stop   (= python -m ganops.servers stop --folder {info.folder})",
     ])
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ganops.servers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("action", choices=("start", "stop", "status", "storage-url", "tracking-uri"),
+                        help="storage-url / tracking-uri print one URL of the running set-up, for scripts")
     parser.add_argument("--folder", type=Path, default=Path(".servers"), help="data, logs and state (default .servers)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="MLflow server port on 127.0.0.1")
     args = parser.parse_args(argv)
@@ -235,12 +247,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         elif args.action == "stop":
             print("stopped" if stop(args.folder) else f"nothing recorded in {args.folder}/{STATE_FILE}")
         else:
-            state = args.folder / STATE_FILE
-            if not state.is_file():
-                print(f"not running (no {state})")
-                sys.exit(1)
-            info = ServerInfo(**json.loads(state.read_text()))
-            print(describe(info) if healthy(info.tracking_uri) else f"MLflow server {info.tracking_uri} does not answer")
+            info = running(args.folder)
+            print({"status": describe(info), "storage-url": info.storage_url,
+                   "tracking-uri": info.tracking_uri}[args.action])
     except GanopsError as error:
         print(f"ganops servers: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -15,7 +15,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from ganops import servers
+from ganops.best_params import best_params_text
 from ganops.config import from_dict
+from ganops.fileio import write_text
 from ganops.reporting import SampleGridSaver
 from ganops.tracking import TrackerUnavailable, flatten
 from ganops.tracking.callback import TrackingCallback
@@ -50,16 +52,22 @@ def image_steps(client: MlflowClient, run_id: str) -> list[int]:
 
 @pytest.mark.slow
 def test_train_stage_logs_over_http_and_the_model_loads_in_another_process(project, local_servers):
+    """Also the path from a study to the final model: train.from_study takes the best trial's values."""
     uri = local_servers.tracking_uri
-    write_params(project, merge(TINY, {"train": {"device": "cpu"},
+    best = {"model": {"ngf": 4, "ndf": 8}, "train": {"lr": 0.0007, "beta1": 0.6}}
+    write_text(project / "results" / "tune" / "best_params.yaml", best_params_text(best, "the-study", 7, 123.0))
+    write_params(project, merge(TINY, {"train": {"device": "cpu", "from_study": True},
                                        "tracking": {"uri": uri, "experiment": "over-http", "log_model": True}}))
     result = run_stage(project, "train")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "training with trial 7 of study 'the-study'" in result.stderr
 
     run_id = json.loads((project / "models" / "run.json").read_text())["run_id"]
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.params["tracking.uri"] == uri
+    assert (run.data.tags["from_study"], run.data.tags["from_trial"]) == ("the-study", "7")
+    assert (run.data.params["train.lr"], run.data.params["model.ngf"], run.data.params["train.epochs"]) == ("0.0007", "4", "2")
     assert [m.step for m in client.get_metric_history(run_id, "fid")] == [8, 16]  # 2 epochs of 8 steps
     assert image_steps(client, run_id) == [1, 2]
     assert "plots/samples.gif" in {a.path for a in client.list_artifacts(run_id, "plots")}
