@@ -71,6 +71,8 @@ def http_server() -> Iterator[LocalServers]:
 @pytest.fixture
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens: the port was free a moment ago and is closed now."""
+    from ganops.servers import free_port
+
     return f"http://127.0.0.1:{free_port()}"
 
 
@@ -85,15 +87,6 @@ def local_servers(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("servers")
     try:
-        yield servers.start(folder, port=free_port())
+        yield servers.start(folder, port=servers.free_port())
     finally:
         servers.stop(folder)
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -132,6 +132,15 @@ def start_mlflow_server(backend_uri: str, artifacts: Path, port: int, log_file: 
     return process
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
 def healthy(url: str) -> bool:
     try:
         urllib.request.urlopen(f"{url}/health", timeout=2).close()

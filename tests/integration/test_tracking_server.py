@@ -23,7 +23,6 @@ from ganops.tracking import TrackerUnavailable, flatten
 from ganops.tracking.callback import TrackingCallback
 from ganops.tracking.mlflow_tracker import MlflowTracker
 from ganops.training import Callback, Trainer
-from tests.conftest import free_port
 from tests.integration.pipeline_repo import TINY, build_fid_inputs, merge, write_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +103,7 @@ def test_server_down_mid_run_training_goes_on_and_resumes_with_nothing_lost_or_r
     from ganops.config import paths_for
 
     prepared = load_prepared(paths_for(from_dict(TINY), project).prepared)
-    port = free_port()
+    port = servers.free_port()
     backend, artifacts = local_servers.postgres_url("mlflow"), Path(local_servers.folder) / "artifacts"
     config = from_dict(merge(TINY, {"train": {"epochs": 3, "log_every": 2, "eval_every": 1, "device": "cpu"},
                                     "tracking": {"uri": f"http://127.0.0.1:{port}", "experiment": "server-down"}}))
