@@ -25,6 +25,8 @@ from mlflow.tracking import MlflowClient
 from ganops import tuning
 from ganops.config import from_dict
 from ganops.errors import GanopsError
+from ganops.tracking import RunStatus
+from ganops.tracking.mlflow_tracker import MLFLOW_STATUS
 from ganops.training import Callback
 from tests.integration.pipeline_repo import build_fid_inputs
 from optuna.trial import TrialState
@@ -44,6 +46,9 @@ TINY = {
 GOOD = [{"lr": 1e-3, "beta1": 0.5, "ngf": 8, "ndf": 8}, {"lr": 2e-3, "beta1": 0.5, "ngf": 8, "ndf": 4}]
 BAD_LR = 1.2e-3
 POISON_LR = 1.5e-3
+# How a trial ends -> how its tracked run ends (a pruned trial's MLflow run shows KILLED).
+TRIAL_RUN_STATUS = {TrialState.COMPLETE: RunStatus.FINISHED, TrialState.PRUNED: RunStatus.PRUNED,
+                    TrialState.FAIL: RunStatus.FAILED}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,9 +66,9 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("tune-project")
     config = from_dict(TINY)
     build_fid_inputs(config, root)
-    from ganops import tracking  # MLflow migrates a new database for seconds: do it once, copy it per test
+    from ganops.tracking.mlflow_tracker import connect  # MLflow migrates a new database for seconds: do it once
 
-    tracking.connect(from_dict({"tracking": {"uri": f"sqlite:///{root}/mlflow-template.db"}}).tracking)
+    connect(from_dict({"tracking": {"uri": f"sqlite:///{root}/mlflow-template.db"}}).tracking)
     return root
 
 
@@ -151,7 +156,7 @@ def test_study_tracks_every_trial_in_mlflow_and_later_runs_continue_it(workdir):
         trial = trials[int(run.data.tags["trial_number"])]
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
         assert run.data.tags["state"] == trial.state.name
-        assert run.info.status == tuning.RUN_STATUS[trial.state.name]
+        assert run.info.status == MLFLOW_STATUS[TRIAL_RUN_STATUS[trial.state]]
         assert run.data.params["train.lr"] == str(trial.params["lr"]) and run.data.params["train.epochs"] == "2"
         assert len(client.get_metric_history(run.info.run_id, "fid")) == len(trial.intermediate_values)
         if trial.state == TrialState.COMPLETE:
