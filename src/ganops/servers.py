@@ -98,12 +98,19 @@ def start_postgres(pgdata: Path, password: str) -> str:
     return str(server.get_postmaster_info().socket_dir)
 
 
-def stop_postgres(pgdata: Path) -> None:
-    pgserver = _pgserver()
-    if not (pgdata / "postmaster.pid").exists():
+def stop_postgres(pgdata: Path, timeout: float = 30) -> None:
+    """PostgreSQL's fast shutdown (SIGINT to the postmaster: sessions end, data is flushed), then wait."""
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
         return
-    server = pgserver.get_server(pgdata, cleanup_mode=None)  # attaches to the running server
-    server.stop()
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------------
