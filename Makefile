@@ -41,3 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.train_speed
 	$(BIN)/python -m bench.tracking_overhead
 	$(BIN)/python -m bench.fid_speed
+	$(BIN)/python -m bench.tune_scale
