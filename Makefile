@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test install mlflow-ui dashboard bench
+.PHONY: repro test install mlflow-ui dashboard bench servers servers-stop
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,16 @@ mlflow-ui: $(STAMP)
 dashboard: $(STAMP)
 	$(BIN)/optuna-dashboard sqlite:///results/tune/study.db --host 127.0.0.1 --port 8080
 
+## PostgreSQL (unix socket) + MLflow server (127.0.0.1:$(SERVERS_PORT), proxied artifacts) in .servers/ for a one-machine team
+SERVERS_PORT ?= 5000
+servers: $(STAMP)
+	$(BIN)/python -m ganops.servers start --folder .servers --port $(SERVERS_PORT)
+
+servers-stop: $(STAMP)
+	$(BIN)/python -m ganops.servers stop --folder .servers
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.train_speed
 	$(BIN)/python -m bench.tracking_overhead
 	$(BIN)/python -m bench.fid_speed
+	$(BIN)/python -m bench.tune_scale

@@ -1,7 +1,9 @@
 """Stage `train`: train the GAN, tracked in MLflow, keeping the best-FID generator.
 
 Resumes from models/checkpoints/last.pt (kept by DVC between runs: `persist: true`) when it was made
-with the same setup, into the same MLflow run.
+with the same setup, into the same MLflow run. With `train.from_study: true` the learning rate, beta1
+and widths come from the tune stage's best trial (results/tune/best_params.yaml), and the run is tagged
+with that study and trial.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ BEST_NAME = "best_generator.pt"
 
 def main(config: Config) -> None:
     # Imports inside main: params are checked before torch loads (see pipeline/_stage.py).
+    from ganops.best_params import FILE_NAME as BEST_PARAMS_FILE, apply_best_params
     from ganops.data import load_prepared
     from ganops.evaluation import FidReference
     from ganops.fileio import copy_file, torch_load, write_json
@@ -27,6 +30,13 @@ def main(config: Config) -> None:
     from ganops.training import Trainer
 
     paths = paths_for(config)
+    source_tags: dict[str, str] = {}
+    if config.train.from_study:
+        config, best = apply_best_params(config, paths.tune_dir / BEST_PARAMS_FILE)
+        source_tags = best.tags
+        print(f"training with trial {best.trial_number} of study '{best.study_name}': "
+              + ", ".join(f"{section}.{k}={v}" for section, values in best.sections.items() for k, v in values.items()),
+              file=sys.stderr)
     device = resolve_device(config.train.device)
     configure_backends(device)
     prepared = load_prepared(paths.prepared)
@@ -41,7 +51,7 @@ def main(config: Config) -> None:
         model, train = config.model, config.train
         name = run_name(config, {"lr": train.lr, "ngf": model.ngf, "ndf": model.ndf, "ep": train.epochs})
         callbacks.append(TrackingCallback(tracker, name, stage_params(config, TRAINING_PARAMS),
-                                          run_tags(config, "train", device), grids_dir=grids_dir))
+                                          run_tags(config, "train", device, **source_tags), grids_dir=grids_dir))
     trainer = Trainer(config.model, config.train, prepared, device,
                       fid_fn=reference.fid_function(config.train.eval_samples, config.model.nz, device),
                       checkpoint_dir=paths.checkpoints, best_generator_path=best_path, callbacks=callbacks)

@@ -71,9 +71,22 @@ def http_server() -> Iterator[LocalServers]:
 @pytest.fixture
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens: the port was free a moment ago and is closed now."""
-    import socket
+    from ganops.servers import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def local_servers(tmp_path_factory):
+    """A real PostgreSQL (unix socket) and `mlflow server` over it on 127.0.0.1 with proxied artifacts.
+
+    Started once for the session by the same code as `make servers`; both stop at the end, also when
+    a test (or the start itself) failed.
+    """
+    from ganops import servers
+
+    folder = tmp_path_factory.mktemp("servers")
+    try:
+        yield servers.start(folder, port=servers.free_port())
+    finally:
+        servers.stop(folder)

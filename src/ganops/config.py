@@ -108,6 +108,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bf16 autocast, on CUDA or the CPU
     channels_last: bool = True
+    from_study: bool = False  # true: lr, beta1, ngf, ndf from results/tune/best_params.yaml (the study's best trial)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,8 @@ class TuneConfig:
     ndf_choices: list[int] = field(default_factory=lambda: [16, 32, 64])
     heartbeat_interval: int = field(default=60, metadata=positive())
     max_retry: int = field(default=2, metadata=at_least(0))
+    # worker processes on the shared storage (one GPU each, or a share of the CPU cores)
+    workers: int = field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1 worker process"))
 
     def check(self) -> None:
         require(0 < self.lr_min < self.lr_max < 1, "tune.lr_min/lr_max", (self.lr_min, self.lr_max),
@@ -166,6 +169,8 @@ class TuneConfig:
         for key, choices in (("tune.ngf_choices", self.ngf_choices), ("tune.ndf_choices", self.ndf_choices)):
             for value in choices:
                 require(_power_of_two(value), key, value, "each must be a power of two")
+        require(self.workers <= self.n_trials, "tune.workers", self.workers,
+                f"must be at most tune.n_trials ({self.n_trials}): each worker runs at least one trial")
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,18 @@ def from_dict(raw: dict[str, Any], require_all: bool = False) -> Config:
             values = {}
         if not isinstance(values, dict):
             raise ConfigError(f"params section '{name}' must be a mapping, got {values!r}")
-        built[name] = build_section(name, cls, values, require_all)
-    for name, section in built.items():
-        validate_section(name, section)
-    return Config(**built)
+    heartbeat_interval: int = field(default=60, metadata=positive())
+    max_retry: int = field(default=2, metadata=at_least(0))
+    # worker processes on the shared storage (one GPU each, or a share of the CPU cores)
+    workers: int = field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1 worker process"))
+
+    def check(self) -> None:
+        require(0 < self.lr_min < self.lr_max < 1, "tune.lr_min/lr_max", (self.lr_min, self.lr_max),
+                "need 0 < lr_min < lr_max < 1")
+        require(0 <= self.beta1_min < self.beta1_max < 1, "tune.beta1_min/beta1_max",
+                (self.beta1_min, self.beta1_max), "need 0 <= beta1_min < beta1_max < 1")
+        for key, choices in (("tune.ngf_choices", self.ngf_choices), ("tune.ndf_choices", self.ndf_choices)):
+            for value in choices:
+                require(_power_of_two(value), key, value, "each must be a power of two")
+        require(self.workers <= self.n_trials, "tune.workers", self.workers,
+                f"must be at most tune.n_trials ({self.n_trials}): each worker runs at least one trial")

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -92,7 +93,8 @@ def mlflow_runs(config):
     """(parent runs, {parent run id: child runs}) of the tune stage."""
     client = MlflowClient(config.tracking.uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'tune'", max_results=1000)
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.stage = 'tune' and tags.study_name = '{config.tune.study_name}'", max_results=1000)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = {p.info.run_id: [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
                 for p in parents}
@@ -263,11 +265,22 @@ def test_two_workers_share_one_study_and_lose_no_trial(workdir):
     assert len(parents) == 2 and sorted(len(c) for c in children.values()) == [2, 2]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request) -> str:
+    """The study's storage: the sqlite file, or a fresh database on the suite's real PostgreSQL server."""
+    if request.param == "sqlite":
+        return TINY["tune"]["storage"]
+    from ganops.servers import create_database
+
+    return create_database(request.getfixturevalue("local_servers"), f"study_{uuid.uuid4().hex[:12]}")
+
+
 @pytest.mark.slow
-def test_killed_worker_trial_is_failed_retried_and_its_run_closed(workdir):
-    long_trials = write_params(workdir / "long.yaml", n_trials=2, epochs=500, heartbeat_interval=1)
+def test_killed_worker_trial_is_failed_retried_and_its_run_closed(workdir, storage):
+    """A worker killed by SIGKILL: the heartbeat fails its trial, and a second invocation retries it and goes on."""
+    long_trials = write_params(workdir / "long.yaml", n_trials=2, epochs=500, heartbeat_interval=1, storage=storage)
     worker = start_tune(workdir, long_trials)
-    config = tiny_config(heartbeat_interval=1)
+    config = tiny_config(heartbeat_interval=1, storage=storage)
     deadline = time.monotonic() + 60
     running = []
     while not running:  # wait until a trial trains and its MLflow run exists
@@ -281,7 +294,8 @@ def test_killed_worker_trial_is_failed_retried_and_its_run_closed(workdir):
     dead = running[0]
     time.sleep(2.5)  # past the grace period (2 x heartbeat_interval) since the last heartbeat
 
-    output = finish(start_tune(workdir, write_params(workdir / "short.yaml", n_trials=2, heartbeat_interval=1)))
+    output = finish(start_tune(workdir, write_params(workdir / "short.yaml", n_trials=2, heartbeat_interval=1,
+                                                     storage=storage)))
     trials = load_trials(config)
     assert [t.state for t in trials][0] == TrialState.FAIL
     retried = [t for t in trials if t.system_attrs.get("retry_history") == [dead.number]]

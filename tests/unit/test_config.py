@@ -41,6 +41,9 @@ def _params_with(tmp_path, section, key, value):
     ("train", "epoch", 3, "did you mean 'epochs'"),
     ("tune", "ngf_choices", [16, 24], "power of two"),
     ("tune", "pruner", "random", "allowed: median, hyperband, none"),
+    ("tune", "workers", 0, "tune.workers: 0 is not allowed (must be >= 1 worker process)"),
+    ("tune", "workers", 9, "must be at most tune.n_trials (4): each worker runs at least one trial"),
+    ("train", "from_study", "yes", "train.from_study: 'yes' must be true or false"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, section, key, value, expected):
     path = _params_with(tmp_path, section, key, value)

@@ -5,9 +5,9 @@ stages and the tuner never touch MLflow's API, and tracking off costs no MLflow 
 """
 
 from ganops.tracking.base import (FID_METRIC, GIT_COMMIT_TAG, TRAINING_PARAMS, DatasetInfo, MetricPoint,
-                                  RegisteredVersion, RunStatus, Tracker, experiment_name, flatten, model_name,
-                                  open_tracker, run_name, run_tags, stage_params)
+                                  RegisteredVersion, RunStatus, Tracker, TrackerUnavailable, experiment_name, flatten,
+                                  model_name, open_tracker, run_name, run_tags, stage_params)
 
 __all__ = ["FID_METRIC", "GIT_COMMIT_TAG", "TRAINING_PARAMS", "DatasetInfo", "MetricPoint", "RegisteredVersion",
-           "RunStatus", "Tracker", "experiment_name", "flatten", "model_name", "open_tracker", "run_name", "run_tags",
-           "stage_params"]
+           "RunStatus", "Tracker", "TrackerUnavailable", "experiment_name", "flatten", "model_name", "open_tracker",
+           "run_name", "run_tags", "stage_params"]

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
+from ganops.errors import GanopsError
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -26,6 +28,16 @@ class RunStatus(str, enum.Enum):
     FAILED = "FAILED"
     KILLED = "KILLED"  # stopped by the user (Ctrl-C)
     PRUNED = "PRUNED"  # stopped early by the tuner's pruner
+
+
+class TrackerUnavailable(GanopsError):
+    """The tracking server stopped answering. Nothing is lost: callers hold what they have and retry."""
+
+    def __init__(self, uri: str, reason: str):
+        super().__init__(f"the MLflow tracking server {uri} does not answer ({reason}); start it again and rerun "
+                         f"the same command: training resumes from its last checkpoint, and what MLflow already "
+                         f"holds is not sent twice")
+        self.uri, self.reason = uri, reason
 
 
 class MetricPoint(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -10,11 +11,13 @@ import torch
 
 from ganops.errors import one_line
 from ganops.reporting import grid_image, grid_path
-from ganops.tracking.base import FID_METRIC, MetricPoint, RunStatus, Tracker
+from ganops.tracking.base import FID_METRIC, MetricPoint, RunStatus, Tracker, TrackerUnavailable
 from ganops.training import Callback, TrainState
 
 GRID_KEY = "samples"
 EPOCH_MARKER = "epoch"  # logged last in every flush: how far the tracked history goes after a crash
+
+log = logging.getLogger(__name__)
 
 
 class StopRun(Exception):
@@ -30,7 +33,9 @@ class TrackingCallback(Callback):
     Metrics and sample grids are held until the epoch's checkpoint is on disk and only then sent, so
     after a crash the tracked history ends exactly where the checkpoint does: a resumed run neither
     repeats nor skips a step. Each flush ends with an `epoch` marker metric, which tells a resumed
-    process how far the history went.
+    process how far the history went. When a tracking server stops answering, training goes on and
+    the callback holds what it has, sending it at the next checkpoint the server answers; if it is still
+    down when training ends, the error says so and the checkpoint resumes the run.
     """
 
     def __init__(self, tracker: Tracker, run_name: str, params: Mapping[str, str], tags: Mapping[str, str],
@@ -40,6 +45,7 @@ class TrackingCallback(Callback):
         self.run_id: Optional[str] = None
         self.flushed_step = 0
         self.flushed_epoch = 0
+        self.flushed_grid_epoch = 0
         self.pending_grids: dict[int, np.ndarray] = {}
 
     def on_train_start(self, trainer: Any, state: TrainState) -> None:
@@ -51,6 +57,7 @@ class TrackingCallback(Callback):
             if marker:
                 last = max(marker, key=lambda m: m.step)
                 self.flushed_step, self.flushed_epoch = last.step, int(last.value)
+                self.flushed_grid_epoch = self.flushed_epoch
             tracker.set_tags(self.run_id, {"resumed_from_epoch": str(state.epoch)})
             self._flush(state)  # what the checkpoint holds beyond the tracked history (crash between the two)
         else:
@@ -63,14 +70,24 @@ class TrackingCallback(Callback):
         self.pending_grids[state.epoch] = grid_image(grid)
 
     def on_checkpoint(self, state: TrainState) -> None:
-        self._flush(state)
+        try:
+            self._flush(state)
+        except TrackerUnavailable as error:
+            log.warning("the MLflow tracking server %s does not answer (%s): training goes on, and what is held "
+                        "is sent at the next checkpoint it answers", error.uri, error.reason)
 
     def on_train_end(self, state: TrainState) -> None:
         self._flush(state)
 
     def on_failure(self, state: TrainState, error: BaseException) -> None:
-        if self.run_id is None or isinstance(error, StopRun):
+        if self.run_id is None or isinstance(error, (StopRun, TrackerUnavailable)):
             return
+        try:
+            self._close_failed(error)
+        except TrackerUnavailable as unavailable:  # the run stays RUNNING; the resumed process closes it
+            log.warning("could not mark run %s as ended: %s", self.run_id, unavailable)
+
+    def _close_failed(self, error: BaseException) -> None:
         if isinstance(error, KeyboardInterrupt):
             self.tracker.finish_run(self.run_id, RunStatus.KILLED, "interrupted")
             return
@@ -90,8 +107,9 @@ class TrackingCallback(Callback):
             image = self.pending_grids.get(epoch)
             if image is None and self.grids_dir is not None:  # made before a crash: read back from disk
                 image = _read_png(grid_path(self.grids_dir, epoch))
-            if image is not None:
+            if image is not None and epoch > self.flushed_grid_epoch:
                 self.tracker.log_image(self.run_id, image, GRID_KEY, epoch)
+                self.flushed_grid_epoch = epoch  # sent: not again when the metrics below fail and are retried
         self.pending_grids = {e: g for e, g in self.pending_grids.items() if e > state.epoch}
         points = [MetricPoint(k, float(v), int(row["step"]))
                   for row in state.history if row["step"] > self.flushed_step

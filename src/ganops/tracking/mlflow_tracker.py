@@ -6,23 +6,26 @@ process all write into the same run without sharing global state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
+import requests
 import torch
 
 from ganops.config import TrackingConfig
 from ganops.errors import GanopsError, one_line
 from ganops.fileio import make_parent_dir
 from ganops.tracking.base import (CHAMPION_ALIAS, GIT_COMMIT_TAG, SOURCE_TAG, DatasetInfo, MetricPoint,
-                                  RegisteredVersion, RunStatus, grid_artifact)
+                                  RegisteredVersion, RunStatus, TrackerUnavailable, grid_artifact)
 from ganops.tracking.store_check import check_store, creation_lock, sqlite_path
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -64,7 +67,7 @@ class MlflowTracker:
     """A Tracker over one MLflow experiment."""
 
     def __init__(self, client: MlflowClient, experiment_id: str, uri: str):
-        self.client, self.experiment_id, self.uri = client, experiment_id, uri
+        self.client, self.experiment_id, self.uri = GuardedClient(client, uri), experiment_id, uri
 
     @classmethod
     def connect(cls, tracking: TrackingConfig, experiment: str) -> "MlflowTracker":
@@ -162,7 +165,7 @@ class MlflowTracker:
         with torch.no_grad():  # latent vectors in, images in [-1, 1] out
             signature = infer_signature(example, generator(torch.from_numpy(example)).numpy())
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=run_id):
+        with server_guard(self.uri), mlflow.start_run(run_id=run_id):
             mlflow.pytorch.log_model(generator, name=GENERATOR_ARTIFACT, input_example=example, signature=signature,
                                      pip_requirements=requirements, code_paths=[str(package_dir)])
 
@@ -220,6 +223,48 @@ def load_generator(model_uri: str, tracking_uri: str) -> tuple[torch.nn.Module, 
         raise GanopsError(f"--model {model_uri!r} not found in {tracking_uri} ({one_line(exc, limit=200)})") from exc
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """MLflow's REST client failing to reach the server, or the server answering 5xx (it is going down)."""
+    text = str(exc)
+    return text.startswith("API request to") and ("failed with exception" in text or "error code 5" in text)
+
+
+@contextlib.contextmanager
+def server_guard(uri: str) -> Iterator[None]:
+    """Turn an unreachable tracking server into TrackerUnavailable: one line, and callers may hold and retry."""
+    try:
+        yield
+    except (MlflowException, requests.exceptions.RequestException) as exc:
+        if isinstance(exc, MlflowException) and not _unreachable(exc):
+            raise
+        raise TrackerUnavailable(uri, _reason(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful end of MLflow's message: 'Connection refused', 'error code 503', ..."""
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text) or re.search(r"(error code \d+)", text)
+    return found.group(1).strip() if found else one_line(exc, limit=160)
+
+
+class GuardedClient:
+    """An MlflowClient whose calls raise TrackerUnavailable when the server is unreachable."""
+
+    def __init__(self, client: MlflowClient, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            with server_guard(self._uri):
+                return attribute(*args, **kwargs)
+
+        return call
+
+
 def connect(tracking: TrackingConfig) -> MlflowClient:
     """Point MLflow at the configured store and check that it answers."""
     uri = tracking.uri
@@ -268,7 +313,9 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str) -> st
         if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # made by an older ganops
             client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
         return found.experiment_id
-    location = Path(artifact_root).resolve().as_uri()
+    # A tracking server proxies artifacts into its own --artifacts-destination; a local store uses artifact_root.
+    remote = str(client.tracking_uri).startswith(("http://", "https://"))
+    location = None if remote else Path(artifact_root).resolve().as_uri()
     try:
         return client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
     except MlflowException:

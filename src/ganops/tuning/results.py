@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 import optuna
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from ganops import best_params
 from ganops.errors import GanopsError
 from ganops.fileio import write_text
 from ganops.reporting import save_csv
@@ -58,9 +58,7 @@ def write_results(study: optuna.Study, summary: StudySummary, tune_dir: Path) ->
 
 def best_params_text(best: FrozenTrial, study_name: str) -> str:
     """The best values as params.yaml sections; what they scored is in comments, so the file merges as is."""
-    header = (f"# Best trial {best.number} of Optuna study '{study_name}': FID {best.value:.4f}\n"
-              f"# Merge into params.yaml (model.ngf/ndf, train.lr/beta1), then `dvc repro train`.\n")
-    return header + yaml.safe_dump(as_params(best.params), sort_keys=False)
+    return best_params.best_params_text(as_params(best.params), study_name, best.number, best.value)
 
 
 def save_study_plots(study: optuna.Study, folder: Path) -> list[Path]:

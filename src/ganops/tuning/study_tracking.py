@@ -40,10 +40,11 @@ class StudyTracker:
     and a `state` tag; it ends FINISHED (complete, or pruned with `state` PRUNED and `pruned_reason`) or FAILED.
     """
 
-    def __init__(self, tracker: Tracker, config: Config, device: torch.device):
+    def __init__(self, tracker: Tracker, config: Config, device: torch.device, parent_run_id: Optional[str] = None):
+        """A new parent run, or with `parent_run_id` the supervisor's (a worker of `--workers N`)."""
         self.tracker = tracker
         self.trial_tags = run_tags(config, "tune", device, study_name=config.tune.study_name)
-        self.parent_run_id = tracker.start_run(
+        self.parent_run_id = parent_run_id or tracker.start_run(
             f"study-{config.tune.study_name}", flatten({"tune": asdict(config.tune)}),
             {**self.trial_tags, "storage": redact_url(config.tune.storage)})
 
