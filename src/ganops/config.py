@@ -63,6 +63,7 @@ class ModelConfig:
     ngf: int = 64
     ndf: int = 64
     mlp_hidden: int = 256
+    spectral_norm: bool = False  # spectral normalisation of the discriminator's layers (Miyato et al. 2018)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,20 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bf16 autocast, on CUDA or the CPU
     channels_last: bool = True
+    loss: str = "bce"  # bce (non-saturating) | hinge | lsgan | wgan-gp
+    gp_weight: float = 10.0  # gradient-penalty weight, for loss: wgan-gp
+    lr_d: Optional[float] = None  # discriminator learning rate (TTUR); null: lr
+    lr_g: Optional[float] = None  # generator learning rate; null: lr
+    ema: float = 0.0  # decay of the generator's weight average used for samples, FID and the saved model; 0: off
+    diffaug: Optional[list[str]] = None  # DiffAugment policies: translation, cutout, color (3 channels); null: off
+
+    @property
+    def resolved_lr_d(self) -> float:
+        return self.lr if self.lr_d is None else self.lr_d
+
+    @property
+    def resolved_lr_g(self) -> float:
+        return self.lr if self.lr_g is None else self.lr_g
 
 
 @dataclass(frozen=True)
@@ -372,3 +387,24 @@ def _validate(c: Config) -> None:
             _require(value > 0 and value & (value - 1) == 0, key, value, "each must be a power of two")
     _require(k.heartbeat_interval > 0, "tune.heartbeat_interval", k.heartbeat_interval, "must be > 0")
     _require(k.max_retry >= 0, "tune.max_retry", k.max_retry, "must be >= 0")
+    _check_generator_extras(c)
+
+
+# Kept in step with ganops.losses.LOSSES and ganops.augment.POLICIES (this module must not import torch).
+LOSS_NAMES = ("bce", "hinge", "lsgan", "wgan-gp")
+DIFFAUG_POLICIES = ("translation", "cutout", "color")
+
+
+def _check_generator_extras(c: Config) -> None:
+    """The loss, TTUR, EMA and DiffAugment keys."""
+    t = c.train
+    _require(t.loss in LOSS_NAMES, "train.loss", t.loss, f"allowed: {', '.join(LOSS_NAMES)}")
+    _require(t.gp_weight >= 0, "train.gp_weight", t.gp_weight, "must be >= 0")
+    for key, value in (("train.lr_d", t.lr_d), ("train.lr_g", t.lr_g)):
+        _require(value is None or 0 < value < 1, key, value, "must be in (0, 1), or null for train.lr")
+    _require(0 <= t.ema < 1, "train.ema", t.ema, "must be in [0, 1); 0 turns the average off")
+    for policy in t.diffaug or []:
+        _require(policy in DIFFAUG_POLICIES, "train.diffaug", policy, f"allowed: {', '.join(DIFFAUG_POLICIES)}")
+    if "color" in (t.diffaug or []):
+        _require(c.data.resolved_channels == 3, "train.diffaug", "color",
+                 f"needs 3 channels, data has {c.data.resolved_channels}; use translation, cutout")
