@@ -151,3 +151,16 @@ def test_new_keys_are_validated_with_one_line_errors(section, key, value, messag
 
 def test_color_is_allowed_on_three_channels():
     assert from_dict({"data": {"dataset": "cifar10"}, "train": {"diffaug": ["color"]}}).train.diffaug == ["color"]
+
+
+def test_real_features_travel_beside_the_statistics(tmp_path):
+    from ganops.errors import GanopsError
+    from ganops.metrics import load_real_features, load_statistics, save_statistics
+
+    features = np.random.RandomState(0).randn(50, 4)
+    save_statistics(tmp_path / "with.npz", features.mean(0), np.cov(features, rowvar=False), real_features=features)
+    assert np.allclose(load_real_features(tmp_path / "with.npz", 4), features, atol=1e-6)
+    assert load_statistics(tmp_path / "with.npz", 4)[0].shape == (4,)  # pytorch-fid's keys are unchanged
+    save_statistics(tmp_path / "without.npz", np.zeros(4), np.eye(4))
+    with pytest.raises(GanopsError, match="lack 'features'.*re-run `dvc repro fid_stats`"):
+        load_real_features(tmp_path / "without.npz", 4)
