@@ -12,8 +12,8 @@ DCGAN generator for a 64x64 image (ngf = base width, nc = image channels), as in
 The discriminator mirrors it with strided convolutions, no BatchNorm on the first layer, LeakyReLU(0.2),
 and a final 4x4 convolution to one logit. Other sizes add or drop one doubling per factor of two
 (32x32 starts at ngf*4, 128x128 at ngf*16). Every conv weight is drawn from N(0, 0.02), BatchNorm
-weights from N(1, 0.02). Discriminators return logits; the loss applies the sigmoid (BCEWithLogits),
-which is the paper's sigmoid + BCE computed stably.
+weights from N(1, 0.02). Discriminators return logits; the loss (ganops.losses) gives them meaning: for
+the paper's BCE it applies the sigmoid (BCEWithLogits, the paper's sigmoid + BCE computed stably).
 """
 
 from __future__ import annotations
