@@ -33,7 +33,7 @@ README = Path(__file__).with_name("README.md")
 SECTION = "## quality"
 EXPERIMENT = "ganops-quality-bench"
 # Today's default before this work: the plain DCGAN (fp32, BCE, no average, no augmentation).
-PLAIN: dict[str, dict[str, Any]] = {"model": {"spectral_norm": False}, "train": {
+PLAIN: dict[str, dict[str, Any]] = {"model": {"ngf": 64, "ndf": 64, "spectral_norm": False}, "train": {
     "amp": False, "loss": "bce", "lr_d": None, "lr_g": None, "ema": 0.0, "diffaug": None}}
 SWITCHES: dict[str, dict[str, dict[str, Any]]] = {
     "plain DCGAN": {},
