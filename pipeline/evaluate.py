@@ -1,4 +1,4 @@
-"""Stage `evaluate`: FID and KID of the trained generator, into metrics/eval.json and its MLflow run."""
+"""Stage `evaluate`: FID, KID and precision/recall of the trained generator, into metrics/eval.json and its MLflow run."""
 
 import sys
 from pathlib import Path
@@ -10,9 +10,9 @@ from pipeline._stage import run_stage
 
 def main(config: Config) -> None:
     # Imports inside main: params are checked before torch loads (see pipeline/_stage.py).
-    from ganops.data import load_prepared
     from ganops.evaluation import FidReference, evaluate_generator
     from ganops.fileio import read_json, torch_load, write_json
+    from ganops.metrics import load_real_features
     from ganops.models import generator_from_record, to_unit_range
     from ganops.reporting import grid_image, save_png
     from ganops.runtime import configure_backends, resolve_device
@@ -29,7 +29,7 @@ def main(config: Config) -> None:
     generator, model = generator_from_record(torch_load(paths.generator, "trained generator"))
     generator.to(device)
     reference = FidReference.load(config, paths, device)
-    real = load_prepared(paths.prepared).images
+    real = load_real_features(paths.fid_stats, reference.extractor.dims)  # extracted once, by fid_stats
     ev = config.evaluate
     metrics, images = evaluate_generator(generator, model.nz, reference, real, ev.samples, ev.kid_subsets,
                                          ev.kid_subset_size, device)
@@ -39,6 +39,7 @@ def main(config: Config) -> None:
     save_png(grid_image(to_unit_range(images[:64])), grid)
 
     print(f"FID {metrics['fid']:.3f}  KID {metrics['kid_mean']:.5f} ± {metrics['kid_std']:.5f}  "
+          f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  "
           f"({ev.samples} samples, {reference.extractor.name} features)")
     if tracker is not None:
         track_evaluation(tracker, config, paths, run_id, metrics, grid, len(real))

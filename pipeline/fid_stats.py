@@ -32,7 +32,7 @@ def main(config: Config) -> None:
     extractor = build_extractor(config.fid, paths.feature_net, device)
     features = extractor.features(prepared.images)
     mu, sigma = feature_statistics(features)
-    save_statistics(paths.fid_stats, mu, sigma)
+    save_statistics(paths.fid_stats, mu, sigma, real_features=features)  # evaluate reuses the features
     # The FID between two halves of the real data: the floor a perfect generator would reach at this
     # sample size, which makes FIDs in the classifier's own feature units readable.
     half = len(features) // 2

@@ -23,6 +23,7 @@ def main(config: Config) -> None:
     from ganops.data import load_prepared
     from ganops.evaluation import FidReference
     from ganops.fileio import copy_file, torch_load, write_json
+    from ganops.losses import LOSSES
     from ganops.models import generator_from_record
     from ganops.reporting import SampleGridSaver, grid_path, history_table, plot_curves, save_csv, save_gif
     from ganops.runtime import configure_backends, resolve_device
@@ -64,9 +65,10 @@ def main(config: Config) -> None:
     plots = paths.plots_dir
     save_csv(history, plots / "train.csv")
     save_csv(fids, plots / "fid.csv")
-    plot_curves(history, "step", ["loss_d", "loss_g"], "Losses", "BCE loss", plots / "losses.png")
+    loss = LOSSES[config.train.loss]
+    plot_curves(history, "step", ["loss_d", "loss_g"], "Losses", loss.label, plots / "losses.png")
     plot_curves(history, "step", ["d_acc_real", "d_acc_fake"], "Discriminator accuracy", "accuracy", plots / "d_accuracy.png")
-    plot_curves(history, "step", ["d_x", "d_g_z"], "Discriminator outputs", "mean D(.)", plots / "d_outputs.png")
+    plot_curves(history, "step", ["d_x", "d_g_z"], "Discriminator outputs", loss.output_label, plots / "d_outputs.png")
     plot_curves(fids, "epoch", ["fid"], f"FID ({config.fid.extractor} features)", "FID", plots / "fid.png")
     frames = [grid_path(grids_dir, e) for e in range(1, state.epoch + 1) if grid_path(grids_dir, e).is_file()]
     save_gif(frames, plots / "samples.gif")

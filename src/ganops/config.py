@@ -21,6 +21,9 @@ from ganops.errors import ConfigError
 
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "url", "folder")
 IMAGE_SIZES = (32, 64, 128)
+# Kept in step with ganops.losses.LOSSES and ganops.augment.POLICIES (this module must not import torch).
+LOSS_NAMES = ("bce", "hinge", "lsgan", "wgan-gp")
+DIFFAUG_POLICIES = ("translation", "cutout", "color")
 TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "databricks", "file:")
 # Per data set: (channels, image size) used when params leave them null.
 DATASET_DEFAULTS = {
@@ -35,6 +38,10 @@ DATASET_DEFAULTS = {
 
 def _is_sha256(text: Optional[str]) -> bool:
     return text is not None and len(text) == 64 and all(ch in "0123456789abcdef" for ch in text.lower())
+
+
+def _optional_lr(value: Optional[float]) -> bool:
+    return value is None or 0 < value < 1
 
 
 def _power_of_two(value: int) -> bool:
@@ -85,6 +92,7 @@ class ModelConfig:
     ngf: int = field(default=64, metadata=positive())
     ndf: int = field(default=64, metadata=positive())
     mlp_hidden: int = field(default=256, metadata=positive())
+    spectral_norm: bool = False  # spectral normalisation of the discriminator's layers (Miyato et al. 2018)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,28 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast, on CUDA or the CPU
     channels_last: bool = True
     from_study: bool = False  # true: lr, beta1, ngf, ndf from results/tune/best_params.yaml (the study's best trial)
+    loss: str = field(default="bce", metadata=rule(  # bce (non-saturating) | hinge | lsgan | wgan-gp
+        lambda v: v in LOSS_NAMES, f"allowed: {', '.join(LOSS_NAMES)}"))
+    gp_weight: float = field(default=10.0, metadata=at_least(0))  # gradient-penalty weight, for loss: wgan-gp
+    # TTUR: the discriminator's and the generator's learning rates; null: lr
+    lr_d: Optional[float] = field(default=None, metadata=rule(_optional_lr, "must be in (0, 1), or null for train.lr"))
+    lr_g: Optional[float] = field(default=None, metadata=rule(_optional_lr, "must be in (0, 1), or null for train.lr"))
+    # decay of the generator's weight average used for samples, FID and the saved model; 0: off
+    ema: float = field(default=0.0, metadata=rule(lambda v: 0 <= v < 1, "must be in [0, 1); 0 turns the average off"))
+    # DiffAugment policies: translation, cutout, color (3 channels); null: off
+    diffaug: Optional[list[str]] = None
+
+    def check(self) -> None:
+        for policy in self.diffaug or []:
+            require(policy in DIFFAUG_POLICIES, "train.diffaug", policy, f"allowed: {', '.join(DIFFAUG_POLICIES)}")
+
+    @property
+    def resolved_lr_d(self) -> float:
+        return self.lr if self.lr_d is None else self.lr_d
+
+    @property
+    def resolved_lr_g(self) -> float:
+        return self.lr if self.lr_g is None else self.lr_g
 
 
 @dataclass(frozen=True)
@@ -183,6 +213,12 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 
+    def check(self) -> None:
+        """Rules that span sections."""
+        if "color" in (self.train.diffaug or []):
+            require(self.data.resolved_channels == 3, "train.diffaug", "color",
+                    f"needs 3 channels, data has {self.data.resolved_channels}; use translation, cutout")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -225,18 +261,9 @@ def from_dict(raw: dict[str, Any], require_all: bool = False) -> Config:
             values = {}
         if not isinstance(values, dict):
             raise ConfigError(f"params section '{name}' must be a mapping, got {values!r}")
-    heartbeat_interval: int = field(default=60, metadata=positive())
-    max_retry: int = field(default=2, metadata=at_least(0))
-    # worker processes on the shared storage (one GPU each, or a share of the CPU cores)
-    workers: int = field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1 worker process"))
-
-    def check(self) -> None:
-        require(0 < self.lr_min < self.lr_max < 1, "tune.lr_min/lr_max", (self.lr_min, self.lr_max),
-                "need 0 < lr_min < lr_max < 1")
-        require(0 <= self.beta1_min < self.beta1_max < 1, "tune.beta1_min/beta1_max",
-                (self.beta1_min, self.beta1_max), "need 0 <= beta1_min < beta1_max < 1")
-        for key, choices in (("tune.ngf_choices", self.ngf_choices), ("tune.ndf_choices", self.ndf_choices)):
-            for value in choices:
-                require(_power_of_two(value), key, value, "each must be a power of two")
-        require(self.workers <= self.n_trials, "tune.workers", self.workers,
-                f"must be at most tune.n_trials ({self.n_trials}): each worker runs at least one trial")
+        built[name] = build_section(name, cls, values, require_all)
+    for name, section in built.items():
+        validate_section(name, section)
+    config = Config(**built)
+    config.check()
+    return config

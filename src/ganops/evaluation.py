@@ -15,7 +15,7 @@ from torch import nn
 from ganops.config import Config
 from ganops.paths import Paths
 from ganops.metrics import (FeatureExtractor, build_extractor, feature_statistics, fid_of_images, frechet_distance,
-                            kernel_inception_distance, load_statistics)
+                            kernel_inception_distance, load_real_features, load_statistics, precision_recall)
 from ganops.models import generate_uint8
 
 
@@ -41,15 +41,17 @@ class FidReference:
         return fid
 
 
-def evaluate_generator(generator: nn.Module, nz: int, reference: FidReference, real_images: torch.Tensor,
+def evaluate_generator(generator: nn.Module, nz: int, reference: FidReference, real_features: np.ndarray,
                        samples: int, kid_subsets: int, kid_subset_size: int, device: torch.device,
                        seed: int = 1) -> tuple[dict[str, float], torch.Tensor]:
-    """FID against the cached statistics and KID against real features; returns metrics and the images."""
+    """FID against the cached statistics; KID and precision/recall (k = 3) against the real features that
+    fid_stats kept (`load_real_features`), at most `samples` of them; returns metrics and the images."""
     images = generate_uint8(generator, samples, nz, device, seed=seed)
     fake = reference.extractor.features(images)
-    real = reference.extractor.features(real_images[:samples])
+    real = real_features[:samples]
     mu, sigma = feature_statistics(fake)
     kid_mean, kid_std = kernel_inception_distance(real, fake, kid_subsets, kid_subset_size)
+    precision, recall = precision_recall(real, fake, k=3)
     metrics = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma), "kid_mean": kid_mean,
-               "kid_std": kid_std, "samples": float(samples)}
+               "kid_std": kid_std, "precision": precision, "recall": recall, "samples": float(samples)}
     return metrics, images

@@ -12,8 +12,8 @@ DCGAN generator for a 64x64 image (ngf = base width, nc = image channels), as in
 The discriminator mirrors it with strided convolutions, no BatchNorm on the first layer, LeakyReLU(0.2),
 and a final 4x4 convolution to one logit. Other sizes add or drop one doubling per factor of two
 (32x32 starts at ngf*4, 128x128 at ngf*16). Every conv weight is drawn from N(0, 0.02), BatchNorm
-weights from N(1, 0.02). Discriminators return logits; the loss applies the sigmoid (BCEWithLogits),
-which is the paper's sigmoid + BCE computed stably.
+weights from N(1, 0.02). Discriminators return logits; the loss (ganops.losses) gives them meaning: for
+the paper's BCE it applies the sigmoid (BCEWithLogits, the paper's sigmoid + BCE computed stably).
 """
 
 from __future__ import annotations
@@ -53,13 +53,14 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, ndf: int, channels: int, image_size: int):
+    def __init__(self, ndf: int, channels: int, image_size: int, batch_norm: bool = True):
         super().__init__()
         n = _doublings(image_size)
         widths = [ndf * 2 ** i for i in range(n)]  # e.g. 64x64: ndf, ndf*2, ndf*4, ndf*8
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         for w_in, w_out in zip(widths, widths[1:]):
-            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.LeakyReLU(0.2, True)]
+            norm = nn.BatchNorm2d(w_out) if batch_norm else nn.Identity()
+            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), norm, nn.LeakyReLU(0.2, True)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
 
@@ -121,11 +122,17 @@ def build_generator(model: ModelConfig, channels: int, image_size: int) -> nn.Mo
 
 
 def build_discriminator(model: ModelConfig, channels: int, image_size: int) -> nn.Module:
+    """With `model.spectral_norm`, every conv and linear layer is spectrally normalised (Miyato et al. 2018)
+    and the DCGAN discriminator drops its BatchNorm, as SN-GAN's does: the two fight over the layer scale."""
     if model.arch == "dcgan":
-        net: nn.Module = DCGANDiscriminator(model.ndf, channels, image_size)
+        net: nn.Module = DCGANDiscriminator(model.ndf, channels, image_size, batch_norm=not model.spectral_norm)
     else:
         net = MLPDiscriminator(model.mlp_hidden, channels, image_size)
     net.apply(init_weights)
+    if model.spectral_norm:
+        for module in list(net.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(module)
     return net
 
 
@@ -133,7 +140,7 @@ def generator_record(generator: nn.Module, model: ModelConfig, channels: int, im
     """What models/generator.pt holds: plain values and tensors, so it loads with weights_only=True."""
     state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
     return {"model": {"arch": model.arch, "nz": model.nz, "ngf": model.ngf, "ndf": model.ndf,
-                      "mlp_hidden": model.mlp_hidden},
+                      "mlp_hidden": model.mlp_hidden, "spectral_norm": model.spectral_norm},
             "channels": channels, "image_size": image_size, "state_dict": state}
 
 

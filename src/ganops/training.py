@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from ganops.config import ModelConfig, TrainConfig
+from ganops.augment import DiffAugment
 from ganops.data.tensorfile import Prepared
+from ganops.ema import GeneratorEMA
 from ganops.errors import DivergenceError, GanopsError
 from ganops.fileio import torch_load, torch_save
+from ganops.losses import LOSSES, gradient_penalty
 from ganops.models import build_discriminator, build_generator, generator_record, to_unit_range
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 METRIC_KEYS = ("loss_d", "loss_g", "d_x", "d_g_z", "d_acc_real", "d_acc_fake")
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
+# Train keys that cannot change the weights a step produces; every other key is in the resume fingerprint.
+NOT_IN_FINGERPRINT = ("epochs", "log_every", "checkpoint_every", "eval_every", "eval_samples", "sample_grid", "device",
+                      "channels_last")
 
 FidFunction = Callable[[nn.Module], float]
 
@@ -64,8 +69,7 @@ class Callback:
 
 def training_fingerprint(model: ModelConfig, train: TrainConfig, data_meta: dict[str, Any]) -> str:
     """What must match for a checkpoint to be resumed. Epochs are left out so a run can be extended."""
-    keep = {k: v for k, v in asdict(train).items()
-            if k in ("batch_size", "lr", "beta1", "beta2", "seed", "label_smoothing", "g_steps", "hflip")}
+    keep = {k: v for k, v in asdict(train).items() if k not in NOT_IN_FINGERPRINT}
     blob = json.dumps({"model": asdict(model), "train": keep, "data": data_meta}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -102,18 +106,18 @@ class Trainer:
         self.discriminator = build_discriminator(model, self.channels, self.image_size).to(device, memory_format=self.memory_format)
         betas = (train.beta1, train.beta2)
         # Fused Adam (CPU and CUDA): one kernel per step instead of a dozen per parameter tensor.
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr, betas=betas, fused=True)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.lr, betas=betas, fused=True)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.resolved_lr_g, betas=betas, fused=True)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.resolved_lr_d, betas=betas, fused=True)
+        self.loss = LOSSES[train.loss]
+        self.augment = DiffAugment(train.diffaug or ())
+        self.ema = GeneratorEMA(self.generator, train.ema, model.nz, train.seed) if train.ema > 0 else None
         self.fixed_noise = torch.randn(train.sample_grid, model.nz, 1, 1, generator=torch.Generator().manual_seed(train.seed))
         # The whole data set lives on the device as uint8: no DataLoader, no per-step host-to-device copy.
         self.images = data.images.to(device)
         self.steps_per_epoch = len(data) // train.batch_size  # full batches only: BatchNorm sees equal batches
-        self.real_target = torch.full((train.batch_size,), 1.0 - train.label_smoothing, device=device)
-        self.fake_target = torch.zeros(train.batch_size, device=device)
-        self.real_labels = torch.ones(train.batch_size, device=device)  # the generator's target
         self.state = TrainState()
 
-    # ---------------------------------------------------------------- the DCGAN step
+    # ---------------------------------------------------------------- the adversarial step
 
     def _step(self, real: torch.Tensor, out: torch.Tensor) -> None:
         """One discriminator step on real then fake, then `g_steps` generator steps.
@@ -121,15 +125,18 @@ class Trainer:
         Writes the step's metrics into `out` (a device tensor) instead of returning Python floats,
         so the step never waits for the device.
         """
-        cfg, g, d = self.cfg, self.generator, self.discriminator
+        cfg, g, d, loss, augment = self.cfg, self.generator, self.discriminator, self.loss, self.augment
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             noise = torch.randn(real.shape[0], self.model_cfg.nz, 1, 1, device=self.device)
             fake = g(noise)
             self.opt_d.zero_grad(set_to_none=True)
-            logits_real = d(real).float()
-            logits_fake = d(fake.detach()).float()
-            loss_d = (F.binary_cross_entropy_with_logits(logits_real, self.real_target)
-                      + F.binary_cross_entropy_with_logits(logits_fake, self.fake_target))
+            # DiffAugment: the discriminator only ever sees augmented images, real and fake alike.
+            real_seen, fake_seen = augment(real), augment(fake.detach())
+            logits_real = d(real_seen).float()
+            logits_fake = d(fake_seen).float()
+            loss_d = loss.discriminator(logits_real, logits_fake, cfg.label_smoothing)
+            if loss.gradient_penalty and cfg.gp_weight > 0:
+                loss_d = loss_d + cfg.gp_weight * gradient_penalty(d, real_seen, fake_seen)
         loss_d.backward()
         self.opt_d.step()
 
@@ -142,17 +149,19 @@ class Trainer:
                     if i > 0:
                         fake = g(torch.randn(real.shape[0], self.model_cfg.nz, 1, 1, device=self.device))
                     self.opt_g.zero_grad(set_to_none=True)
-                    # Scored against the just-updated discriminator, with real labels (non-saturating loss).
-                    loss_g = F.binary_cross_entropy_with_logits(d(fake).float(), self.real_labels)
+                    # Scored against the just-updated discriminator.
+                    loss_g = loss.generator(d(augment(fake)).float())
                 loss_g.backward()
                 self.opt_g.step()
         finally:
             d.requires_grad_(True)
+        if self.ema is not None:
+            self.ema.update(g)
 
         with torch.no_grad():
+            shown = torch.sigmoid if loss.sigmoid_outputs else (lambda logits: logits)
             out.copy_(torch.stack([
-                loss_d.detach(), loss_g.detach(),
-                torch.sigmoid(logits_real).mean(), torch.sigmoid(logits_fake).mean(),
+                loss_d.detach(), loss_g.detach(), shown(logits_real).mean(), shown(logits_fake).mean(),
                 (logits_real > 0).float().mean(), (logits_fake < 0).float().mean(),
             ]))
 
@@ -226,7 +235,7 @@ class Trainer:
     def _maybe_evaluate(self, epoch: int) -> Optional[float]:
         if self.fid_fn is None or (epoch % self.cfg.eval_every and epoch != self.cfg.epochs):
             return None
-        fid = float(self.fid_fn(self.generator))
+        fid = float(self.fid_fn(self.sampling_generator()))
         state = self.state
         state.fid_history.append({"epoch": epoch, "step": state.step, "fid": fid})
         if fid < state.best_fid:
@@ -236,16 +245,22 @@ class Trainer:
         self._emit("on_evaluation", state, fid)
         return fid
 
+    def sampling_generator(self) -> nn.Module:
+        """What samples, FID and the saved model use: the weight average when `train.ema` is on."""
+        return self.ema.generator() if self.ema is not None else self.generator
+
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
         """The fixed-noise samples in [-1, 1], generated in eval mode (BatchNorm running statistics)."""
-        self.generator.eval()
-        images = self.generator(self.fixed_noise.to(self.device)).float().cpu()
-        self.generator.train()
+        generator = self.sampling_generator()
+        was_training = generator.training
+        generator.eval()
+        images = generator(self.fixed_noise.to(self.device)).float().cpu()
+        generator.train(was_training)
         return images
 
     def generator_record(self) -> dict[str, Any]:
-        return generator_record(self.generator, self.model_cfg, self.channels, self.image_size)
+        return generator_record(self.sampling_generator(), self.model_cfg, self.channels, self.image_size)
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -264,6 +279,7 @@ class Trainer:
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
             "fixed_noise": self.fixed_noise,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
@@ -284,6 +300,8 @@ class Trainer:
         self.discriminator.load_state_dict(ckpt["discriminator"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
         self.fixed_noise = ckpt["fixed_noise"].cpu()
         torch.set_rng_state(ckpt["rng_cpu"].cpu())
         if self.device.type == "cuda" and ckpt["rng_cuda"]:

@@ -97,5 +97,6 @@ def build_fid_inputs(config, root: Path):
     net, _ = train_classifier(prepared, config.fid.classifier_epochs, config.fid.classifier_width, cpu, seed=0)
     torch_save(classifier_record(net), paths.feature_net)
     extractor = build_extractor(config.fid, paths.feature_net, cpu)
-    save_statistics(paths.fid_stats, *feature_statistics(extractor.features(prepared.images)))
+    features = extractor.features(prepared.images)
+    save_statistics(paths.fid_stats, *feature_statistics(features), real_features=features)
     return prepared

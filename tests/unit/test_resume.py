@@ -64,3 +64,21 @@ def test_crash_between_checkpoint_and_mlflow_flush_loses_and_repeats_nothing(tmp
     image_steps = sorted(int(found.group(1)) for found in steps_in if found)
     assert image_steps == [0, 1, 2, 3]  # 0: the untrained generator; epoch 2's grid read back from disk, once
     assert sorted(p for p in images if "_e0" in p) == [f"images/samples_e00{e}.png" for e in range(4)]
+
+
+
+def test_resumed_run_continues_the_ema_average_exactly(tmp_path, tiny_digits):
+    """N epochs straight vs N/2, a new process (a new Trainer), then resume: the same averaged weights."""
+    straight_cfg = tiny_config(tmp_path, epochs=4, ema=0.95, diffaug=["translation"], eval_every=100)
+    straight = Trainer(straight_cfg.model, straight_cfg.train, tiny_digits, CPU, checkpoint_dir=tmp_path / "a")
+    straight.fit()
+
+    half_cfg = tiny_config(tmp_path, epochs=2, ema=0.95, diffaug=["translation"], eval_every=100)
+    Trainer(half_cfg.model, half_cfg.train, tiny_digits, CPU, checkpoint_dir=tmp_path / "b").fit()
+    torch.manual_seed(12345)  # a new process starts with other RNG state; the checkpoint must restore it
+    resumed = Trainer(straight_cfg.model, straight_cfg.train, tiny_digits, CPU, checkpoint_dir=tmp_path / "b")
+    state = resumed.fit()
+    assert state.resumed_from == 2 and resumed.ema.updates == straight.ema.updates == 4 * 8
+    for key, value in straight.ema.state_dict()["average"].items():
+        assert torch.equal(value, resumed.ema.state_dict()["average"][key]), key
+    assert torch.equal(straight.sample_grid(), resumed.sample_grid())

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ganops.metrics.extractors import FeatureExtractor
 
 STATS_KEYS = ("mu", "sigma")
+FEATURES_KEY = "features"  # real feature rows kept beside the statistics, for KID and precision/recall
+FEATURES_KEPT = 10_000  # enough for evaluate.samples; Inception features of all CIFAR-10 would be 400 MB
 NPZ_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 REBUILD_HINT = "re-run `dvc repro fid_stats`"
 
@@ -31,12 +33,15 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
 
 
-def save_statistics(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
+def save_statistics(path: str | Path, mu: np.ndarray, sigma: np.ndarray,
+                    real_features: Optional[np.ndarray] = None) -> None:
+    """pytorch-fid's .npz (it reads only mu and sigma), with the first real feature rows when given."""
+    extra = {} if real_features is None else {FEATURES_KEY: np.asarray(real_features[:FEATURES_KEPT], np.float32)}
     with atomic_binary(path) as handle:
-        np.savez(handle, mu=mu, sigma=sigma)
+        np.savez(handle, mu=mu, sigma=sigma, **extra)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, keys: tuple[str, ...] = STATS_KEYS) -> dict[str, np.ndarray]:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if not head.startswith((NPZ_MAGIC, np.lib.format.MAGIC_PREFIX)):
@@ -49,11 +54,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         if not isinstance(loaded, NpzFile):  # a bare .npy array
             raise GanopsError(f"FID statistics {path} is a single array, not an .npz archive; {REBUILD_HINT}")
         with loaded as archive:
-            missing = [key for key in STATS_KEYS if key not in archive.files]
+            missing = [key for key in keys if key not in archive.files]
             if missing:
                 raise GanopsError(f"FID statistics {path} lack {', '.join(map(repr, missing))} (found: "
                                   f"{', '.join(archive.files) or 'nothing'}); {REBUILD_HINT}")
-            return {key: np.asarray(archive[key], dtype=np.float64) for key in STATS_KEYS}
+            return {key: np.asarray(archive[key], dtype=np.float64) for key in keys}
     except GanopsError:
         raise
     # np.load raises a different type for each way a file can be damaged or foreign
@@ -81,6 +86,18 @@ def load_statistics(path: str | Path, dims: Optional[int] = None) -> tuple[np.nd
     arrays = _read_npz(path)
     _check_shapes(path, arrays["mu"], arrays["sigma"], dims)
     return arrays["mu"], arrays["sigma"]
+
+
+def load_real_features(path: str | Path, dims: Optional[int] = None) -> np.ndarray:
+    """The real feature rows that fid_stats kept beside the statistics (N x dims)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanopsError(f"FID statistics not found: {path}; run `dvc repro fid_stats`")
+    features = _read_npz(path, (FEATURES_KEY,))[FEATURES_KEY]
+    if features.ndim != 2 or (dims is not None and features.shape[1] != dims) or not np.isfinite(features).all():
+        raise GanopsError(f"real features in {path} have shape {features.shape} or non-finite values; expected "
+                          f"(N, {dims}); {REBUILD_HINT}")
+    return features
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
