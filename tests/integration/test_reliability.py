@@ -40,7 +40,9 @@ def flushed_epoch(db) -> tuple[int, list[str]]:
         return 0, []
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            runs = [row[0] for row in conn.execute("SELECT run_uuid FROM runs")]
+            # The training runs only: `dvc repro train` runs the tune stage first (train reads its best trial).
+            runs = [row[0] for row in conn.execute(
+                "SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train'")]
             marker = conn.execute("SELECT MAX(value) FROM metrics WHERE key = 'epoch'").fetchone()[0]
     except sqlite3.OperationalError:  # still being created or migrated, or locked by a write
         return 0, []
@@ -53,7 +55,7 @@ def history(client, run_id, key):
 
 def test_sigkill_mid_epoch_then_repro_resumes_the_same_run_without_lost_or_repeated_steps(tmp_path):
     repo = make_repo(tmp_path / "repo", OVERRIDES)
-    dvc(repo, "repro", "fid_stats")
+    dvc(repo, "repro", "tune")  # train's upstream (its best trial feeds train.from_study), done before the kill
     db = repo / "mlruns" / "mlflow.db"
 
     log = tmp_path / "killed.log"
@@ -85,7 +87,7 @@ def test_sigkill_mid_epoch_then_repro_resumes_the_same_run_without_lost_or_repea
     assert f"resuming from models/checkpoints/last.pt: epoch {killed_at}" in output, output[-3000:]
 
     # One run, the same one, finished.
-    runs = client.search_runs([client.get_run(run_id).info.experiment_id])
+    runs = client.search_runs([client.get_run(run_id).info.experiment_id], "tags.stage = 'train'")
     assert [r.info.run_id for r in runs] == [run_id]
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["resumed_from_epoch"] == str(killed_at)

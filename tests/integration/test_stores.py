@@ -1,7 +1,8 @@
 """Several tune workers started at one moment on a new study storage: all join the one study, none dies.
 
 The workers race to create the storage's schema and the study (Optuna leaves callers to tolerate that
-race; ganops.races retries it). PostgreSQL is not in the suite yet, so only sqlite and the journal file.
+race; ganops.races retries it): a new sqlite file, a new journal file, and a new PostgreSQL database on
+the suite's own server.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
+import uuid
 
 import pytest
 import torch
@@ -35,8 +38,12 @@ def project(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", ["sqlite:///results/tune/study.db", "journal:results/tune/study.log"])
-def test_workers_started_together_on_a_new_storage_all_join_one_study(project, tmp_path, monkeypatch, storage):
+@pytest.mark.parametrize("storage", ["sqlite:///results/tune/study.db", "journal:results/tune/study.log", "postgresql"])
+def test_workers_started_together_on_a_new_storage_all_join_one_study(project, tmp_path, monkeypatch, storage, request):
+    if storage == "postgresql":  # an empty database: the workers race to create Optuna's tables in it
+        from ganops import servers
+
+        storage = servers.create_database(request.getfixturevalue("local_servers"), f"race_{uuid.uuid4().hex[:12]}")
     for name in ("data", "models"):
         (tmp_path / name).symlink_to(project / name)
     config = from_dict(TINY).replace(tracking={"enabled": False},
@@ -62,8 +69,8 @@ def limit_file_size(limit: int):
     return apply
 
 
-def train(work, epochs: int, preexec_fn=None) -> subprocess.CompletedProcess:
-    values = merge(BASE, {"train": {"epochs": epochs}})
+def train(work, epochs: int, preexec_fn=None, overrides=None) -> subprocess.CompletedProcess:
+    values = merge(merge(BASE, overrides or {}), {"train": {"epochs": epochs}})
     (work / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     env = dict(os.environ, GANOPS_PARAMS="params.yaml", PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}",
                OMP_NUM_THREADS="1")
@@ -111,3 +118,28 @@ def test_workers_started_together_on_a_new_mlflow_store_all_open_it(tmp_path):
     outputs = [worker.communicate(timeout=240)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0] * WORKERS, outputs
     assert len({output.strip().splitlines()[-1] for output in outputs}) == 1, outputs  # one experiment
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_an_mlflow_write_is_one_line_and_a_rerun_continues_the_run(tmp_path):
+    """The tracking store stops growing (a file-size limit at its current size): the metrics flushed after
+    a checkpoint fail. One line naming the store; a re-run continues the same run with no step twice."""
+    build_fid_inputs(from_dict(BASE), tmp_path)
+    tracked = {"tracking": {"enabled": True, "log_model": False}, "train": {"log_every": 1}}
+    first = train(tmp_path, epochs=1, overrides=tracked)
+    assert first.returncode == 0, first.stderr[-3000:]
+    db = tmp_path / "mlruns/mlflow.db"
+
+    full = train(tmp_path, epochs=12, overrides=tracked, preexec_fn=limit_file_size(db.stat().st_size))
+    lines = [line for line in full.stderr.splitlines() if line.strip()]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert lines[-1].startswith("ganops train: error: mlruns/mlflow.db: the tracking store cannot be written"), lines[-1]
+    print(lines[-1])
+
+    again = train(tmp_path, epochs=12, overrides=tracked)
+    assert again.returncode == 0, again.stderr[-3000:]
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        runs = conn.execute("SELECT status FROM runs").fetchall()
+        steps = [row[0] for row in conn.execute("SELECT step FROM metrics WHERE key = 'loss_d' ORDER BY step")]
+    assert runs == [("FINISHED",)]
+    assert steps == list(range(1, 12 * 8 + 1))  # every step once: none repeated, none lost

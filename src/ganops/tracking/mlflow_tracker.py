@@ -44,6 +44,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 # because importing mlflow configures its own logger.
 for _name in ("alembic", "mlflow"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+# It logs a store error with its traceback before raising it; server_guard turns the raised one into one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 # ganops' generic names -> MLflow's own (the run page's "Source" and git commit)
 SYSTEM_TAGS = {GIT_COMMIT_TAG: "mlflow.source.git.commit", SOURCE_TAG: "mlflow.source.name"}
@@ -235,9 +237,27 @@ def server_guard(uri: str) -> Iterator[None]:
     try:
         yield
     except (MlflowException, requests.exceptions.RequestException) as exc:
+        full = _store_write_failure(exc)
+        if full:
+            path = sqlite_path(uri) or uri
+            raise GanopsError(f"{path}: the tracking store cannot be written (sqlite: {full}: the disk is full or "
+                              f"failing); free space and run the same command again: training resumes from its "
+                              f"last checkpoint into the same MLflow run") from exc
         if isinstance(exc, MlflowException) and not _unreachable(exc):
             raise
         raise TrackerUnavailable(uri, _reason(exc)) from exc
+
+
+def _store_write_failure(exc: BaseException) -> Optional[str]:
+    """sqlite's own words when a write to the store failed for lack of space ('database or disk is full',
+    or 'disk I/O error' when a file-size limit or a full disk stops the journal)."""
+    seen: Optional[BaseException] = exc
+    while seen is not None:
+        found = re.search(r"(database or disk is full|disk I/O error)", str(seen))
+        if found:
+            return found.group(1)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _reason(exc: BaseException) -> str:
