@@ -19,6 +19,7 @@ from ganops.config_schema import at_least, build_section, keys, one_of, positive
 from ganops.config_schema import validate_section, yaml_problem
 from ganops.data.sources import source_named, source_names  # descriptions only: no torch (see registry.py)
 from ganops.errors import ConfigError
+from ganops.metrics.extractors import extractor_names  # names only: no torch
 
 IMAGE_SIZES = (32, 64, 128)
 # Kept in step with ganops.losses.LOSSES and ganops.augment.POLICIES (this module must not import torch).
@@ -126,7 +127,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FidConfig:
-    extractor: Literal["classifier", "inception"] = "classifier"
+    # a name registered in ganops.metrics.extractors
+    extractor: str = field(default="classifier", metadata=one_of(extractor_names))
     inception_weights: Optional[str] = None  # file of pytorch-fid's FID Inception weights
     classifier_epochs: int = field(default=3, metadata=positive())
     classifier_width: int = field(default=32, metadata=positive())
