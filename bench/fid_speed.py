@@ -41,7 +41,7 @@ from PIL import Image
 from bench._common import interleaved, load_average, machine, median, mnist_digits, table, verdict
 from ganops.metrics import (INCEPTION_WEIGHTS_FILE, ClassifierExtractor, FeatureClassifier, InceptionExtractor,
                             feature_statistics, frechet_distance)
-from ganops.metrics.extractors import _random_inception_state
+from ganops.metrics.extractors.inception import _random_inception_state
 
 SPEEDUP_TARGET = 1.5
 DEVICE = torch.device("cpu")

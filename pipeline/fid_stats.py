@@ -11,9 +11,9 @@ from pipeline._stage import run_stage
 def main(config: Config) -> None:
     # Imports inside main: params are checked before torch loads (see pipeline/_stage.py).
     from ganops.data import load_prepared
-    from ganops.fileio import torch_save, write_json
-    from ganops.metrics import (build_extractor, classifier_record, feature_statistics, frechet_distance,
-                                inception_record, save_statistics, train_classifier)
+    from ganops.fileio import write_json
+    from ganops.metrics import feature_statistics, frechet_distance, save_statistics
+    from ganops.metrics.extractors import extractor_named
     from ganops.runtime import configure_backends, resolve_device
 
     paths = paths_for(config)
@@ -21,15 +21,10 @@ def main(config: Config) -> None:
     configure_backends(device)
     prepared = load_prepared(paths.prepared)
     metrics = {"real_images": len(prepared)}
-    if config.fid.extractor == "classifier":
-        net, accuracy = train_classifier(prepared, config.fid.classifier_epochs, config.fid.classifier_width, device,
-                                         seed=config.train.seed)
-        torch_save(classifier_record(net), paths.feature_net)
-        metrics["classifier_accuracy"] = accuracy
-        print(f"feature classifier: held-out accuracy {accuracy:.4f}")
-    else:
-        torch_save(inception_record(config.fid.inception_weights), paths.feature_net)
-    extractor = build_extractor(config.fid, paths.feature_net, device)
+    kind = extractor_named(config.fid.extractor)
+    # what the extractor needs first (the classifier is trained here), then its feature function
+    metrics.update(kind.prepare(config.fid, prepared, paths.feature_net, device, seed=config.train.seed))
+    extractor = kind.load(config.fid, paths.feature_net, device)
     features = extractor.features(prepared.images)
     mu, sigma = feature_statistics(features)
     save_statistics(paths.fid_stats, mu, sigma, real_features=features)  # evaluate reuses the features

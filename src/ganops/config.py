@@ -15,29 +15,17 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from ganops.config_schema import at_least, build_section, keys, positive, reject_unknown, require, rule
+from ganops.config_schema import at_least, build_section, keys, one_of, positive, reject_unknown, require, rule
 from ganops.config_schema import validate_section, yaml_problem
+from ganops.data.sources import source_named, source_names  # descriptions only: no torch (see registry.py)
 from ganops.errors import ConfigError
+from ganops.metrics.extractors import extractor_names  # names only: no torch
 
-DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "url", "folder")
 IMAGE_SIZES = (32, 64, 128)
 # Kept in step with ganops.losses.LOSSES and ganops.augment.POLICIES (this module must not import torch).
 LOSS_NAMES = ("bce", "hinge", "lsgan", "wgan-gp")
 DIFFAUG_POLICIES = ("translation", "cutout", "color")
 TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "databricks", "file:")
-# Per data set: (channels, image size) used when params leave them null.
-DATASET_DEFAULTS = {
-    "mnist-5k": (1, 32),
-    "mnist": (1, 32),
-    "fashion-mnist": (1, 32),
-    "cifar10": (3, 32),
-    "url": (3, 64),
-    "folder": (3, 64),
-}
-
-
-def _is_sha256(text: Optional[str]) -> bool:
-    return text is not None and len(text) == 64 and all(ch in "0123456789abcdef" for ch in text.lower())
 
 
 def _optional_lr(value: Optional[float]) -> bool:
@@ -50,7 +38,8 @@ def _power_of_two(value: int) -> bool:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["mnist-5k", "mnist", "fashion-mnist", "cifar10", "url", "folder"] = "mnist-5k"
+    # a name registered in ganops.data.sources, which also gives the defaults and required keys below
+    dataset: str = field(default="mnist-5k", metadata=one_of(source_names))
     # null: the data set's default (1 for MNIST-like, 3 otherwise)
     channels: Optional[int] = field(default=None, metadata=rule(lambda v: v is None or v in (1, 3),
                                                                 "allowed: 1, 3 or null"))
@@ -69,20 +58,15 @@ class DataConfig:
     download_retries: int = field(default=3, metadata=at_least(0))
 
     def check(self) -> None:
-        if self.dataset == "url":
-            require(bool(self.url), "data.url", self.url, "required when data.dataset is 'url'")
-            require(_is_sha256(self.sha256), "data.sha256", self.sha256,
-                    "a 64-character hex sha256 is required when data.dataset is 'url'")
-        if self.dataset == "folder":
-            require(bool(self.folder), "data.folder", self.folder, "required when data.dataset is 'folder'")
+        source_named(self.dataset).check(self)  # the keys the source needs (url: url and sha256, folder: folder)
 
     @property
     def resolved_channels(self) -> int:
-        return self.channels if self.channels is not None else DATASET_DEFAULTS[self.dataset][0]
+        return self.channels if self.channels is not None else source_named(self.dataset).channels
 
     @property
     def resolved_image_size(self) -> int:
-        return self.image_size if self.image_size is not None else DATASET_DEFAULTS[self.dataset][1]
+        return self.image_size if self.image_size is not None else source_named(self.dataset).image_size
 
 
 @dataclass(frozen=True)
@@ -143,7 +127,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FidConfig:
-    extractor: Literal["classifier", "inception"] = "classifier"
+    # a name registered in ganops.metrics.extractors
+    extractor: str = field(default="classifier", metadata=one_of(extractor_names))
     inception_weights: Optional[str] = None  # file of pytorch-fid's FID Inception weights
     classifier_epochs: int = field(default=3, metadata=positive())
     classifier_width: int = field(default=32, metadata=positive())

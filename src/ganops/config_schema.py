@@ -17,11 +17,21 @@ import yaml
 from ganops.errors import ConfigError
 
 RULE = "rule"
+ONE_OF = "one_of"
 
 
 def rule(ok: Callable[[Any], bool], allowed: str) -> dict[str, Any]:
     """Field metadata: `ok(value)` must hold, else '<key>: <value> is not allowed (<allowed>)'."""
     return {RULE: (ok, allowed)}
+
+
+def one_of(names: Callable[[], typing.Sequence[str]]) -> dict[str, Any]:
+    """Field metadata: the value must be one of `names()`, checked like a Literal (with the types, first).
+
+    For names a registry owns (data sources, FID extractors): asked at load time, so a source
+    registered after this module was imported is allowed too.
+    """
+    return {ONE_OF: names}
 
 
 def positive() -> dict[str, Any]:
@@ -79,8 +89,17 @@ def build_section(name: str, cls: type, values: dict[str, Any], require_all: boo
             if require_all:
                 raise ConfigError(f"missing params key '{key}'")
             continue
-        kwargs[f.name] = check_type(key, values[f.name], hints[f.name])
+        if ONE_OF in f.metadata:
+            kwargs[f.name] = check_choice(key, values[f.name], f.metadata[ONE_OF]())
+        else:
+            kwargs[f.name] = check_type(key, values[f.name], hints[f.name])
     return cls(**kwargs)
+
+
+def check_choice(key: str, value: Any, allowed: typing.Sequence[Any]) -> Any:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not allowed (allowed: {', '.join(map(str, allowed))})")
+    return value
 
 
 def check_type(key: str, value: Any, hint: Any) -> Any:
@@ -92,9 +111,7 @@ def check_type(key: str, value: Any, hint: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return check_type(key, value, inner[0])
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not allowed (allowed: {', '.join(map(str, args))})")
-        return value
+        return check_choice(key, value, args)
     if origin is list:
         if not isinstance(value, list) or not value:
             raise ConfigError(f"{key}: {value!r} must be a non-empty list")

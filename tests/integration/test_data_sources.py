@@ -19,7 +19,6 @@ from torchvision import datasets
 
 from ganops.config import DataConfig, from_dict
 from ganops.data import CHECKSUM_FILE, fetch, prepare, read_raw
-from ganops.data.sources import fetch_source
 from ganops.data.transforms import to_square_uint8
 from ganops.errors import GanopsError
 
@@ -221,7 +220,7 @@ def test_folder_source_skips_unreadable_images_and_resizes_the_rest(tmp_path, ca
     raw = tmp_path / "raw"
 
     fetch(config, raw)
-    with caplog.at_level(logging.WARNING, logger="ganops.data.sources"):
+    with caplog.at_level(logging.WARNING, logger="ganops.data.sources.images"):
         prepared = prepare(config, raw)
 
     assert_the_three_colours(prepared.images, 32)
@@ -253,4 +252,4 @@ def test_folder_without_readable_images_is_an_error(tmp_path, make):
 
 def test_unknown_dataset_is_refused_with_the_allowed_names(tmp_path):
     with pytest.raises(GanopsError, match="allowed: mnist-5k, mnist, fashion-mnist, cifar10, url, folder"):
-        fetch_source(DataConfig(dataset="imagenet"), tmp_path)  # type: ignore[arg-type]
+        fetch(DataConfig(dataset="imagenet"), tmp_path)

@@ -33,3 +33,15 @@ def test_no_library_module_is_over_the_limit():
     too_long = {str(p.relative_to(ROOT)): n for p in python_files("src")
                 if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert too_long == {}
+
+
+def test_no_lazily_loaded_name_is_also_a_submodule():
+    """ganops.data and ganops.metrics load their names on first use (ganops/lazy.py); a submodule of the
+    same name would replace the attribute once imported (as metrics/precision_recall.py did)."""
+    import ganops.data
+    import ganops.metrics
+
+    clashes = [f"{package.__name__}.{name}" for package in (ganops.data, ganops.metrics) for name in package.__all__
+               if (Path(package.__file__).parent / f"{name}.py").exists()
+               or (Path(package.__file__).parent / name).is_dir()]
+    assert clashes == []

