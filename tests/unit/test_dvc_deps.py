@@ -2,13 +2,16 @@
 
 The closure follows every import statement (module level or inside functions) from the stage's entry
 module through `pipeline/` and `src/ganops/`, including the `__init__.py` of each package on the way,
-since Python runs those too.
+since Python runs those too. A name a package loads on first use (ganops.lazy: its `_HOMES` table) counts
+as an import of the module that holds it. Not followed: the extractor registry's import-by-name of each
+extractor module, made only by stages that extract features; those list the whole metrics folder.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
+import functools
 from pathlib import Path
 
 import yaml
@@ -28,15 +31,42 @@ def module_file(name: str) -> Path | None:
     return None
 
 
+@functools.cache
+def lazy_homes(package: str) -> dict[str, str]:
+    """A lazy package's table of attribute -> module (the `_HOMES = {...}` literal ganops.lazy reads)."""
+    path = module_file(package)
+    if path is None or path.name != "__init__.py":
+        return {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_HOMES" for t in node.targets):
+            # Our own source: a dict literal, with `**dict.fromkeys([...], module)` for several names.
+            return eval(compile(ast.Expression(node.value), str(path), "eval"), {"__builtins__": {}, "dict": dict})
+    return {}
+
+
+def runtime_nodes(tree: ast.AST):
+    """Every node but those under `if TYPE_CHECKING:` (imports for type checkers only; Python skips them)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
 def imported_modules(path: Path) -> set[str]:
     """Module names an import in `path` may load: for `from a.b import c` both `a.b` and `a.b.c`."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in runtime_nodes(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            homes = lazy_homes(node.module)
+            names.update(homes[alias.name] for alias in node.names if alias.name in homes)
     with_parents = set(names)
     for name in names:  # importing a.b.c runs a/__init__.py and a/b/__init__.py first
         parts = name.split(".")
