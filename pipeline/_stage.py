@@ -25,18 +25,24 @@ def run_stage(name: str, main: Callable[[Config], None]) -> None:
     try:
         main(load_config(os.environ.get(PARAMS_ENV, "params.yaml")))
     except GanopsError as error:
-        fail(name, str(error))
+        fail(name, str(error), getattr(error, "exit_code", 2))
     except OSError as error:  # the file system said no: a path that is a file, no permission, a full disk
         if error.filename is None:
             raise
         where = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 else "")
         fail(name, f"{where}: {error.strerror or error} (check the path, its permissions and the free disk space)")
     except KeyboardInterrupt:
-        print(f"ganops {name}: interrupted", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"ganops {name}: interrupted", file=sys.stderr)
         sys.exit(130)
 
 
-def fail(name: str, message: str) -> NoReturn:
+def fail(name: str, message: str, code: int = 2) -> NoReturn:
     message = " ".join(message.split())  # one line, whatever the library put in
+    if "RANK" in os.environ:  # a torchrun worker: one process of the job prints (see ganops.distributed)
+        from ganops.distributed import report_failure
+
+        if not report_failure(message):
+            sys.exit(code)
     print(f"ganops {name}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
