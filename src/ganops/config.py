@@ -25,7 +25,22 @@ IMAGE_SIZES = (32, 64, 128)
 # Kept in step with ganops.losses.LOSSES and ganops.augment.POLICIES (this module must not import torch).
 LOSS_NAMES = ("bce", "hinge", "lsgan", "wgan-gp")
 DIFFAUG_POLICIES = ("translation", "cutout", "color")
+# How a run is launched, not what it trains: left out of the resume fingerprint and of the logged params,
+# so a run resumes (into the same MLflow run) with any number of processes.
+LAUNCH_KEYS = ("nproc_per_node", "dist_timeout")
 TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "databricks", "file:")
+
+
+def check_batch_split(batch_size: int, processes: int, key: str) -> None:
+    """The global batch splits evenly: each of `processes` trains on batch_size / processes images a step.
+
+    Uneven shares would weigh the ranks' mean gradients unequally and give BatchNorm unequal batches.
+    """
+    require(processes <= batch_size, key, processes,
+            f"at most train.batch_size ({batch_size}) processes: each needs at least one image a step")
+    fits = [n for n in range(1, min(batch_size, 64) + 1) if batch_size % n == 0]
+    require(batch_size % processes == 0, key, processes,
+            f"must divide the global train.batch_size {batch_size} evenly; allowed: {', '.join(map(str, fits))}")
 
 
 def _optional_lr(value: Optional[float]) -> bool:
@@ -111,10 +126,17 @@ class TrainConfig:
     ema: float = field(default=0.0, metadata=rule(lambda v: 0 <= v < 1, "must be in [0, 1); 0 turns the average off"))
     # DiffAugment policies: translation, cutout, color (3 channels); null: off
     diffaug: Optional[list[str]] = None
+    # Several processes (torch.distributed; README "Several GPUs or machines"). batch_size stays the global
+    # batch: each of the world's processes trains on batch_size / world of its images a step.
+    nproc_per_node: int = field(default=1, metadata=rule(  # processes the train stage starts here (torchrun)
+        lambda v: v >= 1, "must be >= 1; 1 trains in one process"))
+    # seconds a rendezvous or a collective waits for the other processes before the job stops
+    dist_timeout: int = field(default=300, metadata=positive())
 
     def check(self) -> None:
         for policy in self.diffaug or []:
             require(policy in DIFFAUG_POLICIES, "train.diffaug", policy, f"allowed: {', '.join(DIFFAUG_POLICIES)}")
+        check_batch_split(self.batch_size, self.nproc_per_node, "train.nproc_per_node")
 
     @property
     def resolved_lr_d(self) -> float:

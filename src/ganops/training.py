@@ -20,9 +20,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ganops.config import ModelConfig, TrainConfig
+from ganops.config import LAUNCH_KEYS, ModelConfig, TrainConfig
 from ganops.augment import DiffAugment
 from ganops.data.tensorfile import Prepared
+from ganops.distributed import Dist
 from ganops.ema import GeneratorEMA
 from ganops.errors import DivergenceError, GanopsError
 from ganops.fileio import torch_load, torch_save
@@ -36,7 +37,7 @@ CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
 # Train keys that cannot change the weights a step produces; every other key is in the resume fingerprint.
 NOT_IN_FINGERPRINT = ("epochs", "log_every", "checkpoint_every", "eval_every", "eval_samples", "sample_grid", "device",
-                      "channels_last")
+                      "channels_last", *LAUNCH_KEYS)
 
 FidFunction = Callable[[nn.Module], float]
 
@@ -86,6 +87,7 @@ class Trainer:
         best_generator_path: Optional[Path] = None,
         callbacks: Sequence[Callback] = (),
         show_progress: Optional[bool] = None,
+        dist: Dist = Dist(),
     ):
         if train.batch_size > len(data):
             raise GanopsError(f"train.batch_size {train.batch_size} is larger than the data set "
@@ -97,6 +99,7 @@ class Trainer:
         self.best_generator_path = best_generator_path
         self.callbacks = list(callbacks)
         self.show_progress = show_progress
+        self.dist = dist  # several processes (ganops.distributed); rank 0 alone is given callbacks and paths
         self.fingerprint = training_fingerprint(model, train, {k: data.meta.get(k) for k in ("dataset", "count")})
         self.amp = train.amp  # bf16 autocast: CUDA, or a CPU with bf16 instructions (AVX-512 BF16, AMX)
         self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
@@ -109,7 +112,8 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.resolved_lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.resolved_lr_d, betas=betas, fused=True)
         self.loss = LOSSES[train.loss]
-        self.augment = DiffAugment(train.diffaug or ())
+        dist.attach({self.generator: self.opt_g, self.discriminator: self.opt_d})
+        self.augment = DiffAugment(train.diffaug or (), dist.share)
         self.ema = GeneratorEMA(self.generator, train.ema, model.nz, train.seed) if train.ema > 0 else None
         self.fixed_noise = torch.randn(train.sample_grid, model.nz, 1, 1, generator=torch.Generator().manual_seed(train.seed))
         # The whole data set lives on the device as uint8: no DataLoader, no per-step host-to-device copy.
@@ -127,7 +131,7 @@ class Trainer:
         """
         cfg, g, d, loss, augment = self.cfg, self.generator, self.discriminator, self.loss, self.augment
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            noise = torch.randn(real.shape[0], self.model_cfg.nz, 1, 1, device=self.device)
+            noise = self._noise()
             fake = g(noise)
             self.opt_d.zero_grad(set_to_none=True)
             # DiffAugment: the discriminator only ever sees augmented images, real and fake alike.
@@ -147,7 +151,7 @@ class Trainer:
             for i in range(cfg.g_steps):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     if i > 0:
-                        fake = g(torch.randn(real.shape[0], self.model_cfg.nz, 1, 1, device=self.device))
+                        fake = g(self._noise())
                     self.opt_g.zero_grad(set_to_none=True)
                     # Scored against the just-updated discriminator.
                     loss_g = loss.generator(d(augment(fake)).float())
@@ -165,10 +169,14 @@ class Trainer:
                 (logits_real > 0).float().mean(), (logits_fake < 0).float().mean(),
             ]))
 
+    def _noise(self) -> torch.Tensor:
+        """This rank's rows of the global batch's noise (one process: all of it)."""
+        return self.dist.local(torch.randn(self.cfg.batch_size, self.model_cfg.nz, 1, 1, device=self.device))
+
     def _batch(self, index: torch.Tensor) -> torch.Tensor:
         real = to_unit_range(self.images[index])
         if self.cfg.hflip:
-            flip = torch.rand(real.shape[0], 1, 1, 1, device=self.device) < 0.5
+            flip = self.dist.local(torch.rand(self.cfg.batch_size, 1, 1, 1, device=self.device)) < 0.5
             real = torch.where(flip, real.flip(-1), real)
         return real.contiguous(memory_format=self.memory_format)
 
@@ -193,6 +201,7 @@ class Trainer:
         # A per-epoch generator makes the data order a function of (seed, epoch): identical after a resume.
         order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         order = order[: self.steps_per_epoch * cfg.batch_size].to(self.device).view(self.steps_per_epoch, cfg.batch_size)
+        order = self.dist.shard(order)  # this rank's slice of every global batch
         window = torch.zeros(cfg.log_every, len(METRIC_KEYS), device=self.device)
         filled = 0
         self.generator.train()
@@ -204,17 +213,19 @@ class Trainer:
             filled += 1
             state.step += 1
             if filled == cfg.log_every or i == self.steps_per_epoch - 1:
-                row = self._close_window(window[:filled], epoch)
+                row = self._close_window(self.dist.average_(window[:filled]), epoch)
                 bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", D_x=f"{row['d_x']:.2f}")
                 filled = 0
         bar.close()
         state.epoch = epoch
+        self.dist.average_buffers(self.generator, self.discriminator)
         self._emit("on_epoch_end", state, self.sample_grid())
         fid = self._maybe_evaluate(epoch)
         last = state.history[-1]
-        print(f"epoch {epoch}/{cfg.epochs} step {state.step}: loss_d {last['loss_d']:.3f} loss_g {last['loss_g']:.3f} "
-              f"D(x) {last['d_x']:.2f} D(G(z)) {last['d_g_z']:.2f}" + (f" FID {fid:.2f}" if fid is not None else ""),
-              file=sys.stderr, flush=True)
+        if self.dist.is_main:
+            print(f"epoch {epoch}/{cfg.epochs} step {state.step}: loss_d {last['loss_d']:.3f} loss_g {last['loss_g']:.3f} "
+                  f"D(x) {last['d_x']:.2f} D(G(z)) {last['d_g_z']:.2f}" + (f" FID {fid:.2f}" if fid is not None else ""),
+                  file=sys.stderr, flush=True)
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             self.save_checkpoint()
 
@@ -282,17 +293,18 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else {},
             "fixed_noise": self.fixed_noise,
             "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "rng_cuda": self.dist.cuda_rng_states(self.device),
             "state": {k: v for k, v in asdict(state).items() if k != "resumed_from"},
         }, self.checkpoint_path)
         # Only now is the epoch durable; trackers flush what they hold for it (see tracking.MlflowLogger).
         self._emit("on_checkpoint", state)
 
     def _resume(self) -> None:
-        path = self.checkpoint_path
-        if path is None or not path.is_file():
+        path = self.checkpoint_path  # several processes: rank 0 reads it and hands it to the others
+        ckpt = self.dist.from_main(lambda: torch_load(path, "training checkpoint", map_location=self.dist.map_location(
+            self.device)) if path is not None and path.is_file() else None)
+        if ckpt is None:
             return
-        ckpt = torch_load(path, "training checkpoint", map_location=self.device)
         if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("fingerprint") != self.fingerprint:
             log.warning("checkpoint %s is from a different setup (params changed): starting a new run", path)
             return
@@ -304,8 +316,7 @@ class Trainer:
             self.ema.load_state_dict(ckpt["ema"])
         self.fixed_noise = ckpt["fixed_noise"].cpu()
         torch.set_rng_state(ckpt["rng_cpu"].cpu())
-        if self.device.type == "cuda" and ckpt["rng_cuda"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
+        self.dist.set_cuda_rng_states(ckpt["rng_cuda"], self.device)
         self.state = TrainState(**ckpt["state"])
         self.state.resumed_from = self.state.epoch
         log.info("resuming from %s: epoch %d, step %d", path, self.state.epoch, self.state.step)
@@ -317,4 +328,5 @@ class Trainer:
             getattr(callback, event)(*args)
 
     def _progress_enabled(self) -> bool:
-        return sys.stderr.isatty() if self.show_progress is None else self.show_progress
+        shown = sys.stderr.isatty() if self.show_progress is None else self.show_progress
+        return shown and self.dist.is_main

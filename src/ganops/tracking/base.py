@@ -128,9 +128,12 @@ def run_name(config: "Config", differing: Mapping[str, Any]) -> str:
 
 def stage_params(config: "Config", keys: Iterable[str]) -> dict[str, str]:
     """The params a stage reads (whole sections or single `section.key`s), leaving out unset (null) ones."""
+    from ganops.config import LAUNCH_KEYS
+
     everything = flatten(config.to_dict())
+    launch = {f"train.{key}" for key in LAUNCH_KEYS}  # how the run is launched may change when it resumes
     chosen = {name: value for name, value in everything.items()
-              if any(name == key or name.startswith(f"{key}.") for key in keys)}
+              if name not in launch and any(name == key or name.startswith(f"{key}.") for key in keys)}
     return {name: value for name, value in chosen.items() if value != "None"}
 
 

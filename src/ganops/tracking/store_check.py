@@ -1,14 +1,15 @@
 """Check an MLflow sqlite store before MLflow opens it, and create a new one under a lock.
 
 MLflow meets a damaged database with a long SQLAlchemy traceback, and several workers that start on a
-new file race on its schema. Here the file is read (read-only, never written) with sqlite3: corrupt,
-locked, not an MLflow store, or a schema older or newer than this MLflow each become one line that
-names the file and the way back. ganops never migrates a store: an old one is left for
+new file race on its schema. Here the file is read with sqlite3 (read-only; written only to roll back the
+hot journal of a killed writer): corrupt, locked, not an MLflow store, or a schema older or newer than
+this MLflow each become one line that names the file and the way back. ganops never migrates a store: an old one is left for
 `mlflow db upgrade`, after the user keeps a copy. No mlflow import: the caller passes what it knows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import sqlite3
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ def check_store(uri: str, revisions: Sequence[str], version: str) -> None:
     if path is None or is_new(path):
         return
     aside = f"move {path} aside to start a fresh store"
+    _recover_hot_journal(path)
     try:
         with _read_only(path) as db:
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -69,6 +71,19 @@ def check_store(uri: str, revisions: Sequence[str], version: str) -> None:
 def _corrupt(path: Path, exc: BaseException, aside: str) -> GanopsError:
     return GanopsError(f"tracking store {path} is corrupt ({one_line(exc, limit=120)}); "
                        f"restore a copy of it, or {aside}")
+
+
+def _recover_hot_journal(path: Path) -> None:
+    """A process killed in the middle of a write (a training rank stopped by torchrun, an OOM kill) leaves
+    `<db>-journal`: SQLite's crash recovery rolls it back at the next read-write open, back to the last
+    committed state. That is the one write done here; a read-only open would call the store corrupt."""
+    journal = path.with_name(path.name + "-journal")
+    if journal.is_file() and journal.stat().st_size > 0:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError:
+            pass  # the read-only check below names what is wrong
 
 
 @contextmanager
