@@ -25,7 +25,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 def test_only_the_mlflow_tracker_imports_mlflow():
-    importers = {str(p.relative_to(ROOT)) for p in python_files("src", "pipeline") if "mlflow" in imports_of(p)}
+    importers = {str(p.relative_to(ROOT)) for p in python_files("src", "pipeline", "bench") if "mlflow" in imports_of(p)}
     assert importers == MLFLOW_HOME
 
 
