@@ -361,7 +361,7 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:
-        print("interrupted: the run in progress is marked KILLED in MLflow; run the same command again to go on "
+    except KeyboardInterrupt as stop:
+        print(f"interrupted ({stop or 'SIGINT'}, {time.strftime('%H:%M:%S')}): the run in progress is marked KILLED in MLflow; run the same command again to go on "
               "from the CSV", file=sys.stderr)
         raise SystemExit(130)
