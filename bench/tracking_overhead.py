@@ -2,7 +2,7 @@
 
 Why: tracking must be cheap enough to leave on. Both sides run the train stage's setup: `Trainer.fit()`
 on the embedded mnist-5k digits, a checkpoint every epoch (the logger flushes at each) and the epoch's
-sample grid saved as a PNG. The "on" side adds `tracking.MlflowLogger`, as pipeline/train.py does: a
+sample grid saved as a PNG. The "on" side adds `tracking.callback.TrackingCallback`, as pipeline/train.py does: a
 new run with every param, per-window metrics, one sample grid image per epoch, the run finished at the
 end. The store is a fresh sqlite database in a temporary folder, created and migrated before any
 timing; each round is a new run in it.

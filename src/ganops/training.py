@@ -296,7 +296,7 @@ class Trainer:
             "rng_cuda": self.dist.cuda_rng_states(self.device),
             "state": {k: v for k, v in asdict(state).items() if k != "resumed_from"},
         }, self.checkpoint_path)
-        # Only now is the epoch durable; trackers flush what they hold for it (see tracking.MlflowLogger).
+        # Only now is the epoch durable; trackers flush what they hold for it (see tracking.callback.TrackingCallback).
         self._emit("on_checkpoint", state)
 
     def _resume(self) -> None:
