@@ -37,7 +37,7 @@ class BestParams:
 
 def best_params_text(sections: dict[str, dict[str, Any]], study_name: str, trial_number: int, value: float) -> str:
     header = (f"# Best trial {trial_number} of Optuna study '{study_name}': FID {value:.4f}\n"
-              f"# Merge into params.yaml (model.ngf/ndf, train.lr/beta1), or train with them: "
+              f"# Merge into params.yaml (the model and train keys below), or train with them: "
               f"`dvc exp run -S train.from_study=true`.\n")
     return header + yaml.safe_dump(sections, sort_keys=False)
 

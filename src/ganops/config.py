@@ -25,6 +25,8 @@ IMAGE_SIZES = (32, 64, 128)
 # Kept in step with ganops.losses.LOSSES and ganops.augment.POLICIES (this module must not import torch).
 LOSS_NAMES = ("bce", "hinge", "lsgan", "wgan-gp")
 DIFFAUG_POLICIES = ("translation", "cutout", "color")
+TUNE_SWITCHES = ("loss", "ema", "diffaug", "ttur")  # what tune.search may add to lr, beta1, ngf, ndf
+NO_DIFFAUG = "none"  # a tune.diffaug_choices entry: augmentation off
 # How a run is launched, not what it trains: left out of the resume fingerprint and of the logged params,
 # so a run resumes (into the same MLflow run) with any number of processes.
 LAUNCH_KEYS = ("nproc_per_node", "dist_timeout")
@@ -45,6 +47,11 @@ def check_batch_split(batch_size: int, processes: int, key: str) -> None:
 
 def _optional_lr(value: Optional[float]) -> bool:
     return value is None or 0 < value < 1
+
+
+def diffaug_policies(choice: str) -> Optional[list[str]]:
+    """A tune.diffaug_choices entry as train.diffaug: "translation,cutout" -> [translation, cutout]; none -> null."""
+    return None if choice == NO_DIFFAUG else [part.strip() for part in choice.split(",")]
 
 
 def _power_of_two(value: int) -> bool:
@@ -115,7 +122,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bf16 autocast, on CUDA or the CPU
     channels_last: bool = True
-    from_study: bool = False  # true: lr, beta1, ngf, ndf from results/tune/best_params.yaml (the study's best trial)
+    from_study: bool = False  # true: the searched values of results/tune/best_params.yaml (the study's best trial)
     loss: str = field(default="bce", metadata=rule(  # bce (non-saturating) | hinge | lsgan | wgan-gp
         lambda v: v in LOSS_NAMES, f"allowed: {', '.join(LOSS_NAMES)}"))
     gp_weight: float = field(default=10.0, metadata=at_least(0))  # gradient-penalty weight, for loss: wgan-gp
@@ -193,6 +200,12 @@ class TuneConfig:
     beta1_max: float = 0.9
     ngf_choices: list[int] = field(default_factory=lambda: [16, 32, 64])
     ndf_choices: list[int] = field(default_factory=lambda: [16, 32, 64])
+    # switches the trials also vary (loss, ema, diffaug, ttur: lr_d and lr_g apart); null: none
+    search: Optional[list[Literal["loss", "ema", "diffaug", "ttur"]]] = None
+    loss_choices: list[str] = field(default_factory=lambda: list(LOSS_NAMES))
+    ema_choices: list[float] = field(default_factory=lambda: [0.0, 0.999])  # 0: no average
+    # DiffAugment policies joined by commas, or none
+    diffaug_choices: list[str] = field(default_factory=lambda: [NO_DIFFAUG, "translation", "translation,cutout"])
     heartbeat_interval: int = field(default=60, metadata=positive())
     max_retry: int = field(default=2, metadata=at_least(0))
     # worker processes on the shared storage (one GPU each, or a share of the CPU cores)
@@ -206,6 +219,16 @@ class TuneConfig:
         for key, choices in (("tune.ngf_choices", self.ngf_choices), ("tune.ndf_choices", self.ndf_choices)):
             for value in choices:
                 require(_power_of_two(value), key, value, "each must be a power of two")
+        require(len(set(self.search or [])) == len(self.search or []), "tune.search", self.search,
+                f"each switch at most once; allowed: {', '.join(TUNE_SWITCHES)}")
+        for loss in self.loss_choices:
+            require(loss in LOSS_NAMES, "tune.loss_choices", loss, f"allowed: {', '.join(LOSS_NAMES)}")
+        for decay in self.ema_choices:
+            require(0 <= decay < 1, "tune.ema_choices", decay, "each must be in [0, 1); 0 turns the average off")
+        for choice in self.diffaug_choices:
+            for policy in diffaug_policies(choice) or []:
+                require(policy in DIFFAUG_POLICIES, "tune.diffaug_choices", choice,
+                        f"each is {NO_DIFFAUG} or policies joined by commas, from {', '.join(DIFFAUG_POLICIES)}")
         require(self.workers <= self.n_trials, "tune.workers", self.workers,
                 f"must be at most tune.n_trials ({self.n_trials}): each worker runs at least one trial")
 
@@ -222,9 +245,14 @@ class Config:
 
     def check(self) -> None:
         """Rules that span sections."""
+        channels = self.data.resolved_channels
         if "color" in (self.train.diffaug or []):
-            require(self.data.resolved_channels == 3, "train.diffaug", "color",
-                    f"needs 3 channels, data has {self.data.resolved_channels}; use translation, cutout")
+            require(channels == 3, "train.diffaug", "color",
+                    f"needs 3 channels, data has {channels}; use translation, cutout")
+        if "diffaug" in (self.tune.search or []):
+            for choice in self.tune.diffaug_choices:
+                require(channels == 3 or "color" not in (diffaug_policies(choice) or []), "tune.diffaug_choices",
+                        choice, f"color needs 3 channels, data has {channels}; use translation, cutout")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -207,6 +207,27 @@ def test_bad_and_diverging_trials_are_pruned_and_the_study_goes_on(workdir):
     assert len(client.get_metric_history(pruned.user_attrs["mlflow_run_id"], "fid")) == 1  # the curve up to pruning
 
 
+def test_searched_switches_are_tracked_per_trial_and_written_to_best_params(workdir):
+    config = tiny_config(n_trials=3, pruner="none", search=["loss", "ema", "diffaug", "ttur"],
+                         loss_choices=["hinge", "lsgan"], ema_choices=[0.0, 0.99],
+                         diffaug_choices=["none", "translation,cutout"])
+    summary = tuning.run_study(config)
+    client = MlflowClient(config.tracking.uri)
+    for trial in summary.ran:
+        params = client.get_run(trial.user_attrs["mlflow_run_id"]).data.params
+        assert params["train.loss"] == trial.params["loss"] and float(params["train.ema"]) == trial.params["ema"]
+        assert params["train.lr_d"] == str(trial.params["lr_d"]) and params["train.lr_g"] == str(trial.params["lr_g"])
+        expected_aug = None if trial.params["diffaug"] == "none" else str(["translation", "cutout"])
+        assert params.get("train.diffaug") == expected_aug  # null params are left out
+    best = yaml.safe_load(Path("results/tune/best_params.yaml").read_text())
+    assert best["train"]["loss"] == summary.best.params["loss"] and best["train"]["lr_d"] == summary.best.params["lr_d"]
+    merged = tiny_config().replace(**best)  # what train.from_study trains with
+    assert (merged.train.loss, merged.train.ema) == (summary.best.params["loss"], summary.best.params["ema"])
+    parent = mlflow_runs(config)[0][0]
+    assert parent.data.params["best.train.loss"] == summary.best.params["loss"]
+    assert parent.data.params["tune.search"] == str(["loss", "ema", "diffaug", "ttur"])
+
+
 def test_journal_storage_heartbeat_fails_and_retries_a_silent_trial(workdir):
     config = tiny_config(storage="journal:results/tune/study.log", heartbeat_interval=1)
     study = tuning.open_study(config.tune)

@@ -44,6 +44,11 @@ def _params_with(tmp_path, section, key, value):
     ("tune", "workers", 0, "tune.workers: 0 is not allowed (must be >= 1 worker process)"),
     ("tune", "workers", 9, "must be at most tune.n_trials (4): each worker runs at least one trial"),
     ("train", "from_study", "yes", "train.from_study: 'yes' must be true or false"),
+    ("tune", "search", ["loss", "width"], "tune.search[1]: 'width' is not allowed (allowed: loss, ema, diffaug, ttur)"),
+    ("tune", "search", ["ema", "ema"], "each switch at most once"),
+    ("tune", "loss_choices", ["bce", "wasserstein"], "tune.loss_choices: 'wasserstein' is not allowed (allowed: bce, hinge"),
+    ("tune", "ema_choices", [0.0, 1.0], "tune.ema_choices: 1.0 is not allowed (each must be in [0, 1)"),
+    ("tune", "diffaug_choices", ["none", "translation,flip"], "tune.diffaug_choices: 'translation,flip' is not allowed"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, section, key, value, expected):
     path = _params_with(tmp_path, section, key, value)
@@ -63,3 +68,11 @@ def test_replace_validates_again():
     assert config.replace(train={"lr": 1e-3}).train.lr == 1e-3
     with pytest.raises(ConfigError):
         config.replace(train={"beta1": -0.1})
+
+
+def test_color_among_searched_diffaug_choices_needs_three_channels():
+    with pytest.raises(ConfigError, match=r"tune.diffaug_choices: 'translation,color' is not allowed \(color needs 3"):
+        from_dict({"tune": {"search": ["diffaug"], "diffaug_choices": ["none", "translation,color"]}})
+    # Not searched: never used, so not refused; 3 channels: allowed.
+    from_dict({"tune": {"diffaug_choices": ["translation,color"]}})
+    from_dict({"data": {"dataset": "cifar10"}, "tune": {"search": ["diffaug"], "diffaug_choices": ["color"]}})

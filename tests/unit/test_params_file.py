@@ -37,3 +37,13 @@ def test_dvc_rewrite_keeps_comments_and_the_same_config(tmp_path):
     apply_dvc_overrides(params, ["train.lr=0.0002"])  # the value it already has
     assert params.read_text() == (ROOT / "params.yaml").read_text()
     assert load_config(params) == load_config(ROOT / "params.yaml")
+
+
+def test_dvc_set_a_list_turns_on_the_tune_search_as_the_readme_says(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copyfile(ROOT / "params.yaml", params)
+    apply_dvc_overrides(params, ["tune.search=[loss,ema,diffaug,ttur]", "tune.study_name=switches"])
+    config = load_config(params)
+    assert config.tune.search == ["loss", "ema", "diffaug", "ttur"] and config.tune.study_name == "switches"
+    readme = (ROOT / "README.md").read_text()
+    assert "dvc exp run -S 'tune.search=[loss,ema,diffaug,ttur]' -S tune.study_name=switches" in readme

@@ -20,7 +20,7 @@ from ganops.tracking import TRAINING_PARAMS, RunStatus, Tracker, flatten, run_ta
 from ganops.tracking.callback import TrackingCallback
 from ganops.tuning.objective import TRACKER_RUN_ATTR
 from ganops.tuning.optuna_private import retried_trial_number
-from ganops.tuning.space import as_params
+from ganops.tuning.space import as_params, describe
 from ganops.tuning.storage import redact_url
 
 if TYPE_CHECKING:
@@ -53,8 +53,7 @@ class StudyTracker:
         retried = retried_trial_number(trial)
         if retried is not None:
             tags["retry_of_trial"] = str(retried)
-        model = config.model
-        name = f"trial-{trial.number}-lr{config.train.lr:.2g}-b{config.train.beta1:.2f}-ngf{model.ngf}-ndf{model.ndf}"
+        name = f"trial-{trial.number}-{describe(trial.params)}"
         return TrackingCallback(self.tracker, name, stage_params(config, TRAINING_PARAMS), tags,
                                 parent_run_id=self.parent_run_id)
 
