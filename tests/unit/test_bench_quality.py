@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
-from bench.quality import (DEFAULT_NAME, PLAIN_NAME, append_run, done_keys, plan, read_runs, section_text,
-                           summarize)
+from bench.quality import (DEFAULT_NAME, PLAIN_NAME, append_run, config_key, current_runs, done_keys, plan,
+                           read_runs, section_text, summarize, variants)
+from pathlib import Path
+
+from ganops.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(variant, budget, seed, fid, recall=0.9, status="ok", wall=100.0):
+def run(variant, budget, seed, fid, recall=0.9, status="ok", wall=100.0, config="k"):
     return {"variant": variant, "budget": budget, "seed": str(seed), "status": status, "epochs": "25",
             "wall_s": str(wall), "fid": str(fid), "precision": "0.6", "recall": str(recall), "kid": "0.05",
-            "samples": "5000", "run_id": f"r{seed}", "load_avg": "1.5 1.2 1.0", "finished": "2026-11-24T08:00:00"}
+            "samples": "5000", "run_id": f"r{seed}", "load_avg": "1.5 1.2 1.0", "finished": "2026-11-24T08:00:00",
+            "config": config, "threads": "2"}
 
 
 def test_plan_puts_every_variant_at_the_first_seed_first_and_wall_time_last():
-    cells = plan(["a", "b"], [42, 43], ["epochs", "wall"], 25, 240)
-    assert [(c.variant, c.budget, c.seed) for c in cells] == [
-        ("a", "25 epochs", 42), ("b", "25 epochs", 42), ("a", "25 epochs", 43), ("b", "25 epochs", 43),
-        ("a", "240 s", 42), ("b", "240 s", 42), ("a", "240 s", 43), ("b", "240 s", 43)]
-    assert (cells[0].epochs, cells[0].seconds, cells[-1].epochs, cells[-1].seconds) == (25, None, None, 240)
+    cells = plan({"a": "ka", "b": "kb"}, [42, 43], ["epochs", "wall"], 25, (240.0, {"a": 30, "b": 12}))
+    assert [(c.variant, c.budget, c.seed, c.epochs) for c in cells] == [
+        ("a", "25 epochs", 42, 25), ("b", "25 epochs", 42, 25), ("a", "25 epochs", 43, 25), ("b", "25 epochs", 43, 25),
+        ("a", "240 s", 42, 30), ("b", "240 s", 42, 12), ("a", "240 s", 43, 30), ("b", "240 s", 43, 12)]
+    assert {c.config for c in cells if c.variant == "a"} == {"ka"}
+    assert len(plan({"a": "ka"}, [42], ["epochs", "wall"], 25, None)) == 1  # no calibration yet: no wall cells
+
+
+def test_rows_count_only_for_the_configuration_they_trained():
+    base = load_config(ROOT / "params.yaml")
+    made = variants(base)
+    keys = {name: config_key(config) for name, config in made.items()}
+    assert len(set(keys.values())) == len(keys)  # every variant trains something else
+    assert config_key(made[PLAIN_NAME].replace(train={"seed": 7, "epochs": 3, "log_every": 1})) == keys[PLAIN_NAME]
+    # A new default in params.yaml moves the default's row, not the pinned plain DCGAN's.
+    moved = {name: config_key(config) for name, config in variants(base.replace(train={"lr": 1e-3})).items()}
+    assert moved[PLAIN_NAME] == keys[PLAIN_NAME] and moved[DEFAULT_NAME] != keys[DEFAULT_NAME]
+
+    cells = plan({PLAIN_NAME: keys[PLAIN_NAME]}, [42], ["epochs"], 25, None)
+    old, now = run(PLAIN_NAME, "25 epochs", 42, 99.0, config="older"), run(PLAIN_NAME, "25 epochs", 42, 98.0,
+                                                                          config=keys[PLAIN_NAME])
+    assert current_runs([old, now], cells) == [now]
+    assert cells[0].key not in done_keys([old]) and cells[0].key in done_keys([old, now])
 
 
 def test_runs_csv_round_trip_and_skip_keys(tmp_path):
@@ -26,7 +50,7 @@ def test_runs_csv_round_trip_and_skip_keys(tmp_path):
     append_run(path, run("a, with comma", "240 s", 43, 50.0))
     runs = read_runs(path)
     assert [r["variant"] for r in runs] == ["a", "a, with comma"] and runs[1]["fid"] == "50.0"
-    assert done_keys(runs) == {("a", "25 epochs", 42), ("a, with comma", "240 s", 43)}
+    assert done_keys(runs) == {("a", "25 epochs", 42, "k"), ("a, with comma", "240 s", 43, "k")}
     assert path.read_text().count("variant,budget,seed") == 1  # one header
 
 
@@ -42,7 +66,11 @@ def test_table_is_mean_and_std_over_the_seeds_present_in_budget_then_variant_ord
     assert rows[2][3:] == ["-"] * 8
     assert goals == [f"25 epochs: {DEFAULT_NAME} FID 25.00 vs {PLAIN_NAME} 250.00 = 10.00x lower (goal >= 10x), "
                      "recall 0.940 vs 0.900 (goal: not lower): PASS"]
-    from pathlib import Path
-
-    text = section_text(runs, Path("quality_runs.csv"), 60, "ganops-quality-bench", "sqlite:///mlruns/mlflow.db")
-    assert "6 of 60 runs" in text and "| config" in text
+    calibration = {"variants": {PLAIN_NAME: {"s_per_epoch": 8.0}, DEFAULT_NAME: {"s_per_epoch": 2.0}},
+                   "budget_s": 240.0, "default_epochs": 120, "rounds": 3, "threads": 2, "measured": "x", "load_avg": "1"}
+    text = section_text(runs, Path("quality_runs.csv"), 60, "ganops-quality-bench", "sqlite:///mlruns/mlflow.db",
+                        calibration, left_out=2)
+    assert "6 of 60 runs; 2 older rows" in text and "| config" in text
+    speeds = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("|") and ("| 8.00" in line or "| 2.00" in line)]
+    assert [[cell.strip() for cell in row] for row in speeds][-2:] == [[PLAIN_NAME, "8.00", "30"],
+                                                                       [DEFAULT_NAME, "2.00", "120"]]
