@@ -54,7 +54,8 @@ def test_training_run_in_mlflow_has_metrics_images_gif_and_model(repo):
     assert any(m.source_run_id == run_id and m.name == "generator" for m in models)
     # What the run page shows: a name telling runs apart, lineage, a description, the registered version.
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert run.info.run_name == "dcgan-mnist-5k-lr0.0002-ngf8-ndf8-ep2"
+    lr = yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr"]  # the name shows what differs from the code's defaults
+    assert run.info.run_name == f"dcgan-mnist-5k-lr{lr:g}-ngf8-ndf8-ep2"
     assert not any(key.startswith(("tune.", "tracking.")) for key in run.data.params)
     (dataset,) = run.inputs.dataset_inputs
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
