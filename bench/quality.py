@@ -107,19 +107,20 @@ def wall_label(seconds: float) -> str:
 
 def plan(keys: Mapping[str, str], seeds: Sequence[int], budgets: Sequence[str], epochs: int,
          wall: Optional[tuple[float, Mapping[str, int]]]) -> list[Cell]:
-    """Budget by budget, seed by seed, every variant: a partial table is a complete one at fewer seeds.
+    """The goal's two rows (plain DCGAN, default) at every budget and seed first; then budget by budget, seed
+    by seed, every other variant, so that a partial table is a complete one at fewer seeds.
 
     `keys` maps each variant to its config key; `wall` is (seconds, epochs per variant) for the wall budget.
     """
-    cells = []
-    for kind in budgets:
-        for seed in seeds:
-            for name, key in keys.items():
-                if kind == "epochs":
-                    cells.append(Cell(name, f"{epochs} epochs", seed, epochs, key))
-                elif wall is not None:
-                    cells.append(Cell(name, wall_label(wall[0]), seed, wall[1][name], key))
-    return cells
+    def cell(name: str, kind: str, seed: int) -> Optional[Cell]:
+        if kind == "epochs":
+            return Cell(name, f"{epochs} epochs", seed, epochs, keys[name])
+        return Cell(name, wall_label(wall[0]), seed, wall[1][name], keys[name]) if wall is not None else None
+
+    goal = [n for n in (PLAIN_NAME, DEFAULT_NAME) if n in keys]
+    order = [(n, k, s) for k in budgets for s in seeds for n in goal]
+    order += [(n, k, s) for k in budgets for s in seeds for n in keys if n not in goal]
+    return [c for c in (cell(*args) for args in order) if c is not None]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -133,14 +134,14 @@ def read_runs(path: Path) -> list[dict[str, str]]:
 
 
 def append_run(path: Path, row: Mapping[str, Any]) -> None:
-    """Add one row; the file is rewritten atomically, so a kill leaves the old file or the new one."""
-    old = path.read_text() if path.is_file() else ""
+    """Add one row; the whole file is rewritten (with today's columns) atomically, so a kill leaves the old
+    file or the new one."""
+    rows = read_runs(path) + [{field: row.get(field, "") for field in RUN_FIELDS}]
     out = io.StringIO()
-    writer = csv.DictWriter(out, RUN_FIELDS, lineterminator="\n")
-    if not old:
-        writer.writeheader()
-    writer.writerow({field: row.get(field, "") for field in RUN_FIELDS})
-    write_text(path, old + out.getvalue())
+    writer = csv.DictWriter(out, RUN_FIELDS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({field: r.get(field) or "" for field in RUN_FIELDS} for r in rows)
+    write_text(path, out.getvalue())
 
 
 def done_keys(runs: Iterable[Mapping[str, str]]) -> set[tuple[str, str, int, str]]:

@@ -25,6 +25,12 @@ def test_plan_puts_every_variant_at_the_first_seed_first_and_wall_time_last():
         ("a", "240 s", 42, 30), ("b", "240 s", 42, 12), ("a", "240 s", 43, 30), ("b", "240 s", 43, 12)]
     assert {c.config for c in cells if c.variant == "a"} == {"ka"}
     assert len(plan({"a": "ka"}, [42], ["epochs", "wall"], 25, None)) == 1  # no calibration yet: no wall cells
+    goal_first = plan({"a": "ka", PLAIN_NAME: "kp", DEFAULT_NAME: "kd"}, [42, 43], ["epochs", "wall"], 25,
+                      (240.0, {"a": 30, PLAIN_NAME: 20, DEFAULT_NAME: 60}))
+    assert [(c.variant, c.budget, c.seed) for c in goal_first][:4] == [
+        (PLAIN_NAME, "25 epochs", 42), (DEFAULT_NAME, "25 epochs", 42), (PLAIN_NAME, "25 epochs", 43),
+        (DEFAULT_NAME, "25 epochs", 43)]
+    assert [c.variant for c in goal_first][8:] == ["a"] * 4
 
 
 def test_rows_count_only_for_the_configuration_they_trained():
@@ -52,6 +58,12 @@ def test_runs_csv_round_trip_and_skip_keys(tmp_path):
     assert [r["variant"] for r in runs] == ["a", "a, with comma"] and runs[1]["fid"] == "50.0"
     assert done_keys(runs) == {("a", "25 epochs", 42, "k"), ("a, with comma", "240 s", 43, "k")}
     assert path.read_text().count("variant,budget,seed") == 1  # one header
+
+    older = tmp_path / "older.csv"  # a file from before the config and threads columns
+    older.write_text("variant,budget,seed,status,fid\nplain DCGAN,25 epochs,42,ok,146.8\n")
+    append_run(older, run("a", "25 epochs", 43, 100.0))
+    rows = read_runs(older)
+    assert [(r["variant"], r["fid"], r["config"]) for r in rows] == [("plain DCGAN", "146.8", ""), ("a", "100.0", "k")]
 
 
 def test_table_is_mean_and_std_over_the_seeds_present_in_budget_then_variant_order():
