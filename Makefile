@@ -19,9 +19,10 @@ repro: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	@$(BIN)/python -m pipeline.summary
 
-## Run the test suite
+## Run the test suite: TEST_WORKERS pytest-xdist processes, one file each at a time, one torch thread each
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 ## The MLflow UI on 127.0.0.1:5000 (one worker, no job runners); prints the URL of the training runs
 mlflow-ui: $(STAMP)
