@@ -67,22 +67,25 @@ def test_runs_csv_round_trip_and_skip_keys(tmp_path):
 
 
 def test_table_is_mean_and_std_over_the_seeds_present_in_budget_then_variant_order():
-    runs = [run("hinge", "240 s", 42, 30.0), run(DEFAULT_NAME, "25 epochs", 42, 20.0, recall=0.95),
+    runs = [run("hinge", "240 s", 42, 30.0), run(DEFAULT_NAME, "240 s", 42, 12.0, recall=0.95),
+            run(PLAIN_NAME, "240 s", 42, 240.0, recall=0.8), run(DEFAULT_NAME, "25 epochs", 42, 20.0, recall=0.95),
             run(PLAIN_NAME, "25 epochs", 42, 200.0), run(PLAIN_NAME, "25 epochs", 43, 300.0),
             run(DEFAULT_NAME, "25 epochs", 43, 30.0, recall=0.93), run("wgan-gp", "25 epochs", 42, 0, status="diverged")]
     rows, goals = summarize(runs)
-    assert [(r[0], r[1], r[2]) for r in rows] == [(PLAIN_NAME, "25 epochs", "2"), (DEFAULT_NAME, "25 epochs", "2"),
-                                                  ("wgan-gp", "25 epochs", "0 (+1 diverged)"), ("hinge", "240 s", "1")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (PLAIN_NAME, "25 epochs", "2"), (DEFAULT_NAME, "25 epochs", "2"), ("wgan-gp", "25 epochs", "0 (+1 diverged)"),
+        (PLAIN_NAME, "240 s", "1"), (DEFAULT_NAME, "240 s", "1"), ("hinge", "240 s", "1")]
     assert rows[0][5] == "250.00 ± 70.71" and rows[1][5] == "25.00 ± 7.07"
-    assert rows[1][6] == "10.00x" and rows[3][6] == ""  # no plain row at 240 s to compare with
+    assert rows[1][6] == "10.00x" and rows[5][6] == "8.00x"  # against the plain DCGAN at the same budget
     assert rows[2][3:] == ["-"] * 8
-    assert goals == [f"25 epochs: {DEFAULT_NAME} FID 25.00 vs {PLAIN_NAME} 250.00 = 10.00x lower (goal >= 10x), "
-                     "recall 0.940 vs 0.900 (goal: not lower): PASS"]
+    # The goal is judged at equal wall time only: the old pipeline against the new one in the same time.
+    assert goals == [f"240 s: {DEFAULT_NAME} FID 12.00 vs {PLAIN_NAME} 240.00 = 20.00x lower (goal >= 10x), "
+                     "recall 0.950 vs 0.800 (goal: not lower): PASS"]
     calibration = {"variants": {PLAIN_NAME: {"s_per_epoch": 8.0}, DEFAULT_NAME: {"s_per_epoch": 2.0}},
                    "budget_s": 240.0, "default_epochs": 120, "rounds": 3, "threads": 2, "measured": "x", "load_avg": "1"}
     text = section_text(runs, Path("quality_runs.csv"), 60, "ganops-quality-bench", "sqlite:///mlruns/mlflow.db",
                         calibration, left_out=2)
-    assert "6 of 60 runs; 2 older rows" in text and "| config" in text
+    assert "8 of 60 runs; 2 older rows" in text and "| config" in text
     speeds = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("|") and ("| 8.00" in line or "| 2.00" in line)]
     assert [[cell.strip() for cell in row] for row in speeds][-2:] == [[PLAIN_NAME, "8.00", "30"],
                                                                        [DEFAULT_NAME, "2.00", "120"]]
