@@ -54,10 +54,6 @@ SECTION = "## quality"
 EXPERIMENT = "ganops-quality-bench"
 RUN_FIELDS = ("variant", "budget", "seed", "status", "epochs", "wall_s", "fid", "precision", "recall", "kid",
               "samples", "run_id", "load_avg", "finished", "config", "threads")
-# Training keys that do not change what a run learns (as the resume fingerprint has it), plus the seed and
-# the epochs, which the cell sets.
-NOT_IN_CONFIG_KEY = ("seed", "epochs", "log_every", "checkpoint_every", "eval_every", "eval_samples", "sample_grid",
-                     "device", "channels_last", "from_study", "nproc_per_node", "dist_timeout")
 # Today's default before this work: the plain DCGAN (fp32, BCE, no average, no augmentation).
 PLAIN_NAME, DEFAULT_NAME = "plain DCGAN", "params.yaml default"
 # Every training key pinned, so that a new default in params.yaml leaves this baseline where it was.
@@ -96,7 +92,10 @@ class Cell(NamedTuple):
 
 def config_key(config) -> str:
     """What a run learns from, apart from seed and length: rows of another key belong to an older setting."""
-    train = {k: v for k, v in dataclasses.asdict(config.train).items() if k not in NOT_IN_CONFIG_KEY}
+    from ganops.training import NOT_IN_FINGERPRINT  # what the resume fingerprint leaves out; the cell sets the seed
+
+    left_out = {"seed", "from_study", *NOT_IN_FINGERPRINT}
+    train = {k: v for k, v in dataclasses.asdict(config.train).items() if k not in left_out}
     blob = json.dumps({"model": dataclasses.asdict(config.model), "train": train}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -144,14 +143,19 @@ def append_run(path: Path, row: Mapping[str, Any]) -> None:
     write_text(path, out.getvalue())
 
 
+def row_key(row: Mapping[str, str]) -> tuple[str, str, int, str]:
+    """A CSV row's Cell.key (rows from before the config column have the key "")."""
+    return row["variant"], row["budget"], int(row["seed"]), row.get("config") or ""
+
+
 def done_keys(runs: Iterable[Mapping[str, str]]) -> set[tuple[str, str, int, str]]:
-    return {(r["variant"], r["budget"], int(r["seed"]), r.get("config") or "") for r in runs}
+    return {row_key(r) for r in runs}
 
 
 def current_runs(runs: Sequence[Mapping[str, str]], cells: Sequence[Cell]) -> list[Mapping[str, str]]:
     """The rows of planned cells: the variant's present configuration, at a planned budget."""
     wanted = {c.key for c in cells}
-    return [r for r in runs if (r["variant"], r["budget"], int(r["seed"]), r.get("config") or "") in wanted]
+    return [r for r in runs if row_key(r) in wanted]
 
 
 def mean_std(values: Sequence[float], digits: int, style: str = "f") -> str:
@@ -284,8 +288,8 @@ def measure_speed(configs: Mapping[str, Any], prepared, device, rounds: int) -> 
 
     def maker(config):
         def make():
-            trainer = Trainer(config.model, config.train.__class__(**{**dataclasses.asdict(config.train), "epochs": 1}),
-                              prepared, device, show_progress=False)
+            trainer = Trainer(config.model, config.replace(train={"epochs": 1}).train, prepared, device,
+                              show_progress=False)
             return trainer.fit
         return make
 
