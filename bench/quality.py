@@ -106,8 +106,8 @@ def wall_label(seconds: float) -> str:
 
 def plan(keys: Mapping[str, str], seeds: Sequence[int], budgets: Sequence[str], epochs: int,
          wall: Optional[tuple[float, Mapping[str, int]]]) -> list[Cell]:
-    """The goal's two rows (plain DCGAN, default) at every budget and seed first; then budget by budget, seed
-    by seed, every other variant, so that a partial table is a complete one at fewer seeds.
+    """The goal's two rows (plain DCGAN, default) at every budget and seed first; then seed by seed, both
+    budgets, every other variant, so that a partial table is a complete one at fewer seeds.
 
     `keys` maps each variant to its config key; `wall` is (seconds, epochs per variant) for the wall budget.
     """
@@ -118,7 +118,7 @@ def plan(keys: Mapping[str, str], seeds: Sequence[int], budgets: Sequence[str], 
 
     goal = [n for n in (PLAIN_NAME, DEFAULT_NAME) if n in keys]
     order = [(n, k, s) for k in budgets for s in seeds for n in goal]
-    order += [(n, k, s) for k in budgets for s in seeds for n in keys if n not in goal]
+    order += [(n, k, s) for s in seeds for k in budgets for n in keys if n not in goal]
     return [c for c in (cell(*args) for args in order) if c is not None]
 
 

@@ -18,11 +18,11 @@ def run(variant, budget, seed, fid, recall=0.9, status="ok", wall=100.0, config=
             "config": config, "threads": "2"}
 
 
-def test_plan_puts_every_variant_at_the_first_seed_first_and_wall_time_last():
+def test_plan_finishes_every_variant_at_both_budgets_for_one_seed_before_the_next_seed():
     cells = plan({"a": "ka", "b": "kb"}, [42, 43], ["epochs", "wall"], 25, (240.0, {"a": 30, "b": 12}))
     assert [(c.variant, c.budget, c.seed, c.epochs) for c in cells] == [
-        ("a", "25 epochs", 42, 25), ("b", "25 epochs", 42, 25), ("a", "25 epochs", 43, 25), ("b", "25 epochs", 43, 25),
-        ("a", "240 s", 42, 30), ("b", "240 s", 42, 12), ("a", "240 s", 43, 30), ("b", "240 s", 43, 12)]
+        ("a", "25 epochs", 42, 25), ("b", "25 epochs", 42, 25), ("a", "240 s", 42, 30), ("b", "240 s", 42, 12),
+        ("a", "25 epochs", 43, 25), ("b", "25 epochs", 43, 25), ("a", "240 s", 43, 30), ("b", "240 s", 43, 12)]
     assert {c.config for c in cells if c.variant == "a"} == {"ka"}
     assert len(plan({"a": "ka"}, [42], ["epochs", "wall"], 25, None)) == 1  # no calibration yet: no wall cells
     goal_first = plan({"a": "ka", PLAIN_NAME: "kp", DEFAULT_NAME: "kd"}, [42, 43], ["epochs", "wall"], 25,
