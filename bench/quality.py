@@ -217,8 +217,18 @@ HEADERS = ["config", "budget", "seeds", "epochs", "wall s", "FID", "plain FID / 
            "KID", "load avg (1 min)"]
 
 
+def describe_default(default) -> str:
+    """Where the params.yaml default departs from the plain DCGAN, as `section.key value` pairs."""
+    changed = []
+    for section, pinned in PLAIN.items():
+        values = dataclasses.asdict(getattr(default, section))
+        changed += [f"{section}.{key} {values[key]}" for key, value in pinned.items() if values[key] != value]
+    return ", ".join(changed) or "nothing"
+
+
 def section_text(runs: Sequence[Mapping[str, str]], runs_csv: Path, planned: Optional[int], experiment: str,
-                 uri: str, calibration: Optional[Mapping[str, Any]] = None, left_out: int = 0) -> str:
+                 uri: str, calibration: Optional[Mapping[str, Any]] = None, left_out: int = 0,
+                 default_change: Optional[str] = None) -> str:
     """The README section: the table of `runs` (the current ones), the goal lines and the speed calibration."""
     rows, goals = summarize(runs)
     samples = sorted({r["samples"] for r in runs}) or ["?"]
@@ -231,6 +241,10 @@ def section_text(runs: Sequence[Mapping[str, str]], runs_csv: Path, planned: Opt
              f"evaluation, classifier features; wall s is training only, as measured (several runs at a time with "
              f"`--jobs`, and other jobs on the machine: the load column); one MLflow run per row of the CSV in the "
              f"experiment `{experiment}` ({uri}).", "", table(HEADERS, rows)]
+    if default_change is not None:
+        lines += ["", f"Rows: `{PLAIN_NAME}` is the pipeline's default before issue 12 (BCE, fp32, ngf/ndf 64, batch "
+                  f"128, lr 2e-4, pinned in bench/quality.py); each switch row is that plain DCGAN with the one change "
+                  f"its name says; `{DEFAULT_NAME}` is the best combination, today's params.yaml: {default_change}."]
     if goals:
         lines += [""] + [f"- {g}" for g in goals]
     if calibration and calibration.get("variants"):
@@ -491,7 +505,7 @@ def main() -> None:
         runs = read_runs(runs_csv)
         shown = current_runs(runs, cells)
         text = section_text(shown, runs_csv, len(cells), experiment, args.tracking_uri, calibration,
-                            left_out=len(runs) - len(shown))
+                            left_out=len(runs) - len(shown), default_change=describe_default(base))
         print(text, flush=True)
         if readme is not None:
             write_section(readme, text)

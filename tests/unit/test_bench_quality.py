@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.quality import (DEFAULT_NAME, PLAIN_NAME, append_run, config_key, current_runs, done_keys, plan,
-                           read_runs, section_text, summarize, variants)
+from bench.quality import (DEFAULT_NAME, PLAIN_NAME, append_run, config_key, current_runs, describe_default,
+                           done_keys, plan, read_runs, section_text, summarize, variants)
 from pathlib import Path
 
 from ganops.config import load_config
@@ -42,6 +42,13 @@ def test_rows_count_only_for_the_configuration_they_trained():
     # A new default in params.yaml moves the default's row, not the pinned plain DCGAN's.
     moved = {name: config_key(config) for name, config in variants(base.replace(train={"lr": 1e-3})).items()}
     assert moved[PLAIN_NAME] == keys[PLAIN_NAME] and moved[DEFAULT_NAME] != keys[DEFAULT_NAME]
+
+    # The table says what the default row trains: where params.yaml departs from the pinned plain DCGAN.
+    assert describe_default(made[PLAIN_NAME]) == "nothing"
+    assert describe_default(made[PLAIN_NAME].replace(train={"loss": "hinge", "ema": 0.999})) == \
+        "train.loss hinge, train.ema 0.999"
+    text = section_text([], Path("quality_runs.csv"), 60, "e", "u", default_change=describe_default(base))
+    assert f"`{DEFAULT_NAME}` is the best combination, today's params.yaml: {describe_default(base)}." in text
 
     cells = plan({PLAIN_NAME: keys[PLAIN_NAME]}, [42], ["epochs"], 25, None)
     old, now = run(PLAIN_NAME, "25 epochs", 42, 99.0, config="older"), run(PLAIN_NAME, "25 epochs", 42, 98.0,
