@@ -164,9 +164,13 @@ def mean_std(values: Sequence[float], digits: int, style: str = "f") -> str:
     return f"{statistics.mean(values):.{digits}{style}} ± {spread:.{digits}{style}}"
 
 
+def is_wall_budget(label: str) -> bool:
+    """A budget label from wall_label ("190 s"), not an epoch count ("25 epochs")."""
+    return not label.endswith(" epochs")
+
+
 def _budget_order(label: str) -> tuple[int, float]:
-    number, unit = label.split(" ", 1)
-    return (0 if unit == "epochs" else 1), float(number)
+    return int(is_wall_budget(label)), float(label.split(" ", 1)[0])
 
 
 def _variant_order(name: str) -> tuple[int, str]:
@@ -204,7 +208,7 @@ def summarize(runs: Sequence[Mapping[str, str]]) -> tuple[list[list[str]], list[
     goals = []
     for budget in sorted({b for b, _ in means}, key=_budget_order):
         plain, default = means.get((budget, PLAIN_NAME)), means.get((budget, DEFAULT_NAME))
-        if plain and default and _budget_order(budget)[0] == 1:
+        if plain and default and is_wall_budget(budget):
             ratio = plain["fid"] / default["fid"]
             ok = ratio >= GOAL_FID_RATIO and default["recall"] >= plain["recall"]
             goals.append(f"{budget}: {DEFAULT_NAME} FID {default['fid']:.2f} vs {PLAIN_NAME} {plain['fid']:.2f} = "
