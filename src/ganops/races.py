@@ -17,6 +17,17 @@ RACE_ERRORS = (optuna.exceptions.DuplicatedStudyError, sqlalchemy.exc.IntegrityE
                sqlalchemy.exc.OperationalError)
 
 
+def lost_race(exc: BaseException) -> bool:
+    """Whether `exc` is what the loser of a creation race sees.
+
+    Besides RACE_ERRORS: PostgreSQL's DuplicateTable (and MySQL's error 1050) arrive as ProgrammingError when
+    two workers both found Optuna's `alembic_version` table missing and both create it.
+    """
+    if isinstance(exc, RACE_ERRORS):
+        return True
+    return isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" in str(exc.orig)
+
+
 def retry_race(create: Callable[[], T], attempts: int = RACE_ATTEMPTS) -> T:
     """`create()`, called again after a short jittered sleep when another worker won the race.
 
@@ -26,8 +37,8 @@ def retry_race(create: Callable[[], T], attempts: int = RACE_ATTEMPTS) -> T:
     for attempt in range(attempts):
         try:
             return create()
-        except RACE_ERRORS:
-            if attempt == attempts - 1:
+        except Exception as exc:
+            if attempt == attempts - 1 or not lost_race(exc):
                 raise
             time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
     raise AssertionError("attempts must be at least 1")

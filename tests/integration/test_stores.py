@@ -60,6 +60,43 @@ def test_workers_started_together_on_a_new_storage_all_join_one_study(project, t
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), outputs
 
 
+def test_a_table_another_worker_created_meanwhile_is_a_lost_race_and_retried(local_servers):
+    """PostgreSQL's DuplicateTable (SQLAlchemy's ProgrammingError) is what a worker gets when it found Optuna's
+    `alembic_version` table missing and another created it first: retried. Other ProgrammingErrors are not."""
+    import sqlalchemy
+
+    from ganops import servers
+    from ganops.races import retry_race
+
+    engine = sqlalchemy.create_engine(servers.create_database(local_servers, f"dup_{uuid.uuid4().hex[:12]}"))
+    create = sqlalchemy.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    with engine.begin() as connection:  # the winner
+        connection.execute(create)
+    attempts = []
+
+    def join_storage() -> str:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:  # this worker looked before the winner's table existed
+            with engine.begin() as connection:
+                connection.execute(create)
+        return "joined"
+
+    try:
+        assert retry_race(join_storage) == "joined" and len(attempts) == 2
+
+        def broken() -> None:
+            attempts.append(len(attempts))
+            with engine.begin() as connection:
+                connection.execute(sqlalchemy.text("SELECT no_such_column FROM alembic_version"))
+
+        attempts.clear()
+        with pytest.raises(sqlalchemy.exc.ProgrammingError, match="no_such_column"):
+            retry_race(broken)
+        assert len(attempts) == 1
+    finally:
+        engine.dispose()
+
+
 def limit_file_size(limit: int):
     """A preexec_fn: files the child writes may grow to `limit` bytes; past it, a write fails with EFBIG
     (SIGXFSZ ignored, so it is an error and not a killed process), as on a full disk."""
