@@ -259,14 +259,38 @@ def write_params(path: Path, **tune) -> Path:
 
 
 def start_tune(workdir: Path, params: Path, *args: str) -> subprocess.Popen:
+    # PYTHONFAULTHANDLER: a process that hangs prints every thread's stack on the SIGABRT of `communicate`.
     env = dict(os.environ, GANOPS_PARAMS=str(params), PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}",
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     return subprocess.Popen([sys.executable, "-m", "pipeline.tune", *args], cwd=workdir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (a supervisor's workers, which run in their own sessions), deepest first."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            for child in (task / "children").read_text().split():
+                found += descendants(int(child)) + [int(child)]
+    return found
+
+
+def communicate(process: subprocess.Popen, timeout: float) -> str:
+    """The process's output once it ends; past `timeout`, it and its workers are stopped with SIGABRT (their
+    stacks in the output, see start_tune) and the test fails with the output's end: nothing keeps running."""
+    try:
+        return process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        for pid in descendants(process.pid) + [process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGABRT)
+        output = process.communicate(timeout=30)[0]
+        pytest.fail(f"pipeline.tune still running after {timeout} s; its output and stacks:\n{output[-12000:]}")
+
+
 def finish(process: subprocess.Popen, timeout: float = 80) -> str:
-    output, _ = process.communicate(timeout=timeout)
+    output = communicate(process, timeout)
     assert process.returncode == 0, output[-4000:]
     return output
 

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from ganops import servers, tuning
 from ganops.errors import GanopsError
-from tests.integration.test_tune import (finish, load_trials, mlflow_runs, one_thread, project, start_tune,  # noqa: F401
+from tests.integration.test_tune import (communicate, finish, load_trials, mlflow_runs, one_thread, project, start_tune,  # noqa: F401
                                          tiny_config, workdir, write_params)
 
 
@@ -64,7 +64,7 @@ def test_ctrl_c_stops_every_worker_their_trials_fail_and_runs_close(workdir, loc
         with contextlib.suppress(KeyError):
             running = [t for t in load_trials(config) if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
     supervisor.send_signal(signal.SIGINT)
-    output, _ = supervisor.communicate(timeout=150)
+    output = communicate(supervisor, timeout=150)
     assert supervisor.returncode == 130 and output.rstrip().endswith("ganops tune: interrupted"), output[-3000:]
 
     assert [t.state for t in load_trials(config)] == [TrialState.FAIL, TrialState.FAIL]
