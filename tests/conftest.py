@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import functools
 import http.server
+import signal
 import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def children_take_ctrl_c():
+    """Processes the tests start take SIGINT as from a terminal, as the Ctrl-C tests need.
+
+    A suite started in the background by a script (`make test &`, `bash -c '...' &`: no job control)
+    inherits SIGINT ignored, and so would every child; Python leaves an ignored SIGINT ignored.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 class _FolderHandler(http.server.SimpleHTTPRequestHandler):
